@@ -1,0 +1,126 @@
+"""Shared pieces of the benchmarks: starting real processes and waiting for them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_fake_twilio() -> tuple[subprocess.Popen[str], str]:
+    """The fake Twilio in its own process, so its CPU is not Herald's."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.twilio",
+            "--port",
+            "0",
+            "--accounts",
+            f"{ACCOUNT_SID}:{AUTH_TOKEN}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise RuntimeError(f"fake Twilio did not start: {line!r}")
+    return proc, line.split(" ", 1)[1]
+
+
+def start_herald(workdir: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    with (workdir / "herald.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "herald"), "serve", "--port", str(port)],
+            cwd=workdir,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((workdir / "herald.log").read_text()) from None
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("Herald did not start within 60 s")
+
+
+def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def add_fake_twilio_sender(client: httpx.AsyncClient, fake_url: str) -> None:
+    """Register the fake Twilio as the project's SMS sender."""
+    response = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": "+15005550006",
+            "accountSid": ACCOUNT_SID,
+            "authToken": AUTH_TOKEN,
+            "baseUrl": fake_url,
+        },
+    )
+    response.raise_for_status()
+
+
+async def post_messages(
+    client: httpx.AsyncClient,
+    n: int,
+    *,
+    batch: int,
+    concurrency: int,
+    text: str,
+    **message: Any,
+) -> None:
+    """Send ``n`` SMS through the API in batches, as a bulk sender would post them."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def post(first: int) -> None:
+        async with semaphore:
+            body = {
+                "messages": [
+                    {
+                        "destinations": [{"phone": f"+1415555{i % 10000:04d}"}],
+                        "channels": {"sms": {"text": f"{text} {i}"}},
+                        **message,
+                    }
+                    for i in range(first, min(n, first + batch))
+                ]
+            }
+            (await client.post("/api/v1/messages", json=body)).raise_for_status()
+
+    await asyncio.gather(*(post(first) for first in range(0, n, batch)))

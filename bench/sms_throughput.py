@@ -1,0 +1,145 @@
+"""End-to-end SMS throughput: API accepted → dispatcher → fake Twilio → callbacks → delivered.
+
+Starts the fake Twilio and `herald serve` as separate processes on 127.0.0.1, measures the
+fake's own ceiling first (creates/s straight from an HTTP client, same run, same machine),
+then sends N messages through Herald and reports messages/second until all are delivered.
+
+    .venv/bin/python bench/sms_throughput.py [--messages 20000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BIN,
+    add_fake_twilio_sender,
+    free_port,
+    post_messages,
+    start_fake_twilio,
+    start_herald,
+    stop,
+)
+from herald.channels.http import provider_http_client
+
+BATCH = 500  # messages per API request, as a bulk sender would post them
+
+
+async def fake_ceiling(base: str, n: int, concurrency: int = 64) -> float:
+    """Creates/s the fake sustains from the client Herald itself uses (no callbacks)."""
+    url = f"{base}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    async with provider_http_client(timeout=30, max_connections=concurrency) as client:
+        client.auth = httpx.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                r = await client.post(
+                    url, data={"To": "+14155550100", "From": "+15005550006", "Body": f"ceiling {i}"}
+                )
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - start)
+
+
+async def through_herald(url: str, api_key: str, fake: str | None, n: int) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+        if fake:
+            await add_fake_twilio_sender(client, fake)
+        start = time.perf_counter()
+        await post_messages(client, n, batch=BATCH, concurrency=4, text="Benchmark message")
+        accepted = time.perf_counter() - start
+        delivered = 0
+        deadline = time.monotonic() + max(120.0, n / 50)
+        while delivered < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            page = (
+                await client.get("/api/v1/messages", params={"status": "delivered", "limit": 1})
+            ).json()
+            delivered = page["count"]
+        total = time.perf_counter() - start
+        return {
+            "accepted_s": accepted,
+            "total_s": total,
+            "delivered": delivered,
+            "accept_rate": n / accepted,
+            "e2e_rate": delivered / total,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="send through the in-process sandbox instead of the fake Twilio "
+        "(measures Herald without any provider HTTP)",
+    )
+    parser.add_argument(
+        "--database-url", default=None, help="default: a fresh SQLite file in a temporary directory"
+    )
+    args = parser.parse_args()
+    fake_proc, fake = start_fake_twilio()
+    try:
+        ceiling = asyncio.run(fake_ceiling(fake, min(args.messages, 5000)))
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            port = free_port()
+            env = {
+                "HERALD_DATABASE_URL": args.database_url
+                or f"sqlite+aiosqlite:///{workdir / 'herald.db'}",
+                "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            }
+            created = subprocess.run(
+                [str(BIN / "herald"), "projects", "create", "bench", "--json"],
+                cwd=workdir,
+                env={**env, "PATH": ""},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            api_key = json.loads(created.stdout)["apiKey"]
+            herald = start_herald(workdir, env, port)
+            try:
+                result = asyncio.run(
+                    through_herald(
+                        f"http://127.0.0.1:{port}",
+                        api_key,
+                        None if args.sandbox else fake,
+                        args.messages,
+                    )
+                )
+            finally:
+                stop(herald)
+    finally:
+        stop(fake_proc)
+    print(f"fake Twilio ceiling (Herald's HTTP client, 64 connections): {ceiling:,.0f} creates/s")
+    print(
+        f"Herald accepted {args.messages:,} messages in {result['accepted_s']:.2f} s "
+        f"({result['accept_rate']:,.0f}/s)"
+    )
+    print(
+        f"Herald end to end (accepted → delivered): {int(result['delivered']):,} delivered in "
+        f"{result['total_s']:.2f} s = {result['e2e_rate']:,.0f} messages/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from herald import __version__
+from herald.api import errors
+from herald.api.routes import bots, messages, project, senders, short_links, templates, webhooks
+from herald.api.routes import tasks as task_routes
+from herald.bootstrap import Herald, build
+from herald.dispatch.callbacks import CallbackSender
+from herald.dispatch.dispatcher import Dispatcher
+from herald.services.task_import import TaskImports
+
+
+def create_app(herald: Herald | None = None, *, run_workers: bool | None = None) -> FastAPI:
+    """The API, with the dispatcher and callback sender running inside it unless told not to."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        graph = herald or build()
+        app.state.herald = graph
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        callbacks: CallbackSender | None = None
+        workers = graph.settings.run_dispatcher if run_workers is None else run_workers
+        if workers:
+            callbacks = CallbackSender(graph)
+            tasks = [
+                asyncio.create_task(Dispatcher(graph).run(stop), name="dispatcher"),
+                asyncio.create_task(callbacks.run(stop), name="client-callbacks"),
+            ]
+        # Imports a stopped process left half done continue here; rows never repeat.
+        imports = app.state.task_imports = TaskImports(graph)
+        await imports.resume_pending()
+        try:
+            yield
+        finally:
+            await imports.aclose()
+            stop.set()
+            graph.work_available.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if callbacks:
+                await callbacks.aclose()
+            if herald is None:
+                await graph.aclose()
+
+    app = FastAPI(
+        title="Herald",
+        version=__version__,
+        description="Self-hosted multi-channel notifications, wire-compatible with TWIN's "
+        "Messaging API v1.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(task_routes.router)  # before messages: /messages/bulk vs /messages/{id}
+    app.include_router(messages.router)
+    app.include_router(messages.groups_router)
+    app.include_router(senders.router)
+    app.include_router(project.router)
+    app.include_router(webhooks.router)
+    app.include_router(templates.router)
+    app.include_router(short_links.router)
+    app.include_router(bots.router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # Keep last: GET /{code} would otherwise shadow any 7-16 character path such as /healthz.
+    app.router.routes.append(short_links.redirect_route)
+    return app

@@ -1,0 +1,68 @@
+"""Every error the API returns has one shape: ``{"error", "code", "details"}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from herald.errors import HeraldError
+from herald.schemas.messages import pydantic_code
+
+log = logging.getLogger("herald.api")
+
+
+def error_response(status: int, message: str, code: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "code": code, "details": details or {}}, status_code=status
+    )
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    path = ""
+    for p in parts:
+        path += f"[{p}]" if p.isdigit() else (f".{p}" if path else p)
+    return path or "request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HeraldError)
+    async def herald_error(_request: Request, exc: HeraldError) -> JSONResponse:
+        return error_response(exc.status_code, exc.message, exc.code, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"path": _where(tuple(e["loc"])), "message": e["msg"], "code": pydantic_code(e["type"])}
+            for e in exc.errors()
+        ]
+        if any(e["code"] == "malformed_json" for e in errors):
+            return error_response(
+                400, "The request body is not valid JSON.", "malformed_json", {"errors": errors}
+            )
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        code = first["code"] if len(errors) == 1 else "validation_failed"
+        return error_response(
+            422, f"{first['path']}: {first['message']}{more}", code, {"errors": errors}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, message, codes.get(exc.status_code, "http_error"))
+
+    @app.exception_handler(Exception)
+    async def crash(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(
+            500,
+            "Herald hit an internal error; nothing was changed. The server log has the details.",
+            "internal_error",
+        )

@@ -1,0 +1,24 @@
+"""Query-string helpers for TWIN's list filters."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from herald.schemas.messages import id_list
+
+
+def twin_list(request: Request, name: str) -> list[str]:
+    """Every value of a list filter, however the client spelled it.
+
+    TWIN's PHP SDK builds queries with ``http_build_query``, so an array arrives as
+    ``name[0]=a&name[1]=b``; other clients send ``name=a,b`` or repeat ``name=a&name=b``.
+    """
+    indexed = re.compile(rf"{re.escape(name)}\[\d*\]")
+    values = [
+        value
+        for key, value in request.query_params.multi_items()
+        if key == name or indexed.fullmatch(key)
+    ]
+    return [item for value in values for item in id_list(value)]

@@ -1,0 +1,180 @@
+"""``/api/v1/messages``: TWIN-compatible send, read, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from herald.api.deps import HeraldDep, ProjectId
+from herald.errors import Conflict, InvalidRequest
+from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn, id_list
+from herald.services import accepting
+from herald.services import messages as service
+from herald.store.idempotency import IdempotentRequest
+
+router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+
+ListParam = Annotated[list[str] | None, Query()]
+
+
+def _ids(values: list[str] | None) -> list[str]:
+    return [i for v in values or [] for i in id_list(v)]
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00+00:00.",
+            code="invalid_date",
+        ) from e
+    if parsed.tzinfo is None:
+        raise InvalidRequest(
+            f"'{name}' needs a UTC offset, e.g. 2026-01-31T09:00:00+00:00.", code="invalid_date"
+        )
+    return parsed
+
+
+@router.post("", status_code=201, summary="Send messages (TWIN create batch)")
+async def create_messages(
+    payload: CreateMessagesIn,
+    request: Request,
+    herald: HeraldDep,
+    project: ProjectId,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Accept messages; answers TWIN's bare array of results, one per created message."""
+    fingerprint = hashlib.sha256(await request.body()).hexdigest()
+    now = herald.clock.now()
+    try:
+        async with herald.sessions() as session, session.begin():
+            if idempotency_key:
+                stored = await session.get(IdempotentRequest, (project, idempotency_key))
+                if stored is not None:
+                    return _replay(stored, fingerprint)
+            results = await accepting.create_messages(
+                session,
+                project,
+                payload,
+                now=now,
+                policy=accepting.CreationPolicy.from_settings(herald.settings),
+            )
+            body = json.dumps(results)
+            if idempotency_key:
+                session.add(
+                    IdempotentRequest(
+                        project_id=project,
+                        key=idempotency_key,
+                        request_hash=fingerprint,
+                        status_code=201,
+                        response_body=body,
+                        created_at=now,
+                    )
+                )
+                await session.flush()
+    except IntegrityError:
+        # Another request with the same key won the race; answer what it answered.
+        async with herald.sessions() as session:
+            stored = await session.get(IdempotentRequest, (project, idempotency_key))
+        if stored is None:
+            raise
+        return _replay(stored, fingerprint)
+    herald.work_available.set()
+    return JSONResponse(json.loads(body), status_code=201)
+
+
+def _replay(stored: IdempotentRequest, fingerprint: str) -> JSONResponse:
+    if stored.request_hash != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body; "
+            "use a new key for a new request.",
+            code="idempotency_key_reused",
+        )
+    return JSONResponse(
+        json.loads(stored.response_body),
+        status_code=stored.status_code,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+@router.get("", summary="List messages (TWIN list / get)")
+async def list_messages(
+    herald: HeraldDep,
+    project: ProjectId,
+    id: ListParam = None,
+    status: ListParam = None,
+    phone: str | None = None,
+    group_id: Annotated[list[str] | None, Query(alias="groupId")] = None,
+    task_id: Annotated[list[str] | None, Query(alias="taskId")] = None,
+    bulk_id: Annotated[list[str] | None, Query(alias="bulkId")] = None,
+    channel: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: str | None = None,
+    without_count: Annotated[bool, Query(alias="withoutCount")] = False,
+) -> dict[str, Any]:
+    """Newest first. Filters take a comma-separated list or repeated parameters."""
+    f = service.MessageFilter(
+        ids=_ids(id),
+        statuses=_ids(status),
+        phone=phone,
+        group_ids=_ids(group_id),
+        task_ids=_ids(task_id),
+        bulk_ids=_ids(bulk_id),
+        channel=channel,
+        created_from=_when(from_, "from"),
+        created_to=_when(to, "to"),
+    )
+    async with herald.sessions() as session:
+        return await service.list_messages(
+            session,
+            project,
+            f,
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+            with_count=not without_count,
+        )
+
+
+@router.get("/{message_id}", summary="One message with its history and attempts")
+async def get_message(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session:
+        return await service.get_message(session, project, message_id)
+
+
+@router.delete("", summary="Cancel messages not yet sent (TWIN cancel)")
+async def cancel_messages(
+    payload: CancelMessagesIn, herald: HeraldDep, project: ProjectId
+) -> list[dict[str, Any]]:
+    async with herald.sessions() as session, session.begin():
+        return await service.cancel_messages(session, project, payload, now=herald.clock.now())
+
+
+@router.delete("/{message_id}", summary="Cancel one message not yet sent")
+async def cancel_message(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session, session.begin():
+        results = await service.cancel_messages(
+            session, project, CancelMessagesIn(id=message_id), now=herald.clock.now()
+        )
+    return results[0]
+
+
+groups_router = APIRouter(prefix="/api/v1/groups", tags=["messages"])
+
+
+@groups_router.get("/{group_id}", summary="A group's overall status (delivered when any member is)")
+async def get_group(group_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session:
+        return await service.get_group(session, project, group_id)

@@ -1,0 +1,102 @@
+"""``/api/v1/senders``: provider accounts a project sends from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from herald.api.deps import HeraldDep, ProjectId
+from herald.schemas.messages import WireModel
+from herald.services import senders as service
+from herald.store.senders import Sender
+
+router = APIRouter(prefix="/api/v1/senders", tags=["senders"])
+
+
+class SenderIn(WireModel):
+    channel: str
+    provider: str
+    from_: str = Field(alias="from")
+    account_sid: str | None = Field(default=None, alias="accountSid")
+    auth_token: str | None = Field(default=None, alias="authToken")
+    base_url: str | None = Field(default=None, alias="baseUrl")
+    rate_limit: float | None = Field(default=None, alias="rateLimit")
+    default: bool | None = None
+    smart_encoding: bool = Field(default=False, alias="smartEncoding")
+    username: str | None = None
+    password: str | None = None
+    bot_token: str | None = Field(default=None, alias="botToken")
+    phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
+    access_token: str | None = Field(default=None, alias="accessToken")
+    app_secret: str | None = Field(default=None, alias="appSecret")
+    verify_token: str | None = Field(default=None, alias="verifyToken")
+
+
+def sender_out(sender: Sender) -> dict[str, Any]:
+    """TWIN's sender shape (companyId, from, channel, provider, price) plus Herald's fields.
+
+    Secrets are never returned.
+    """
+    return {
+        "id": sender.id,
+        "companyId": 0,
+        "from": sender.from_address,
+        "channel": sender.channel.upper(),
+        "provider": sender.provider.upper(),
+        "price": "0",
+        "accountSid": sender.account_id,
+        "baseUrl": sender.base_url,
+        "rateLimit": sender.rate_limit,
+        "default": sender.is_default,
+        "smartEncoding": sender.smart_encoding,
+        "createdAt": sender.created_at.isoformat(),
+    }
+
+
+@router.post("", status_code=201, summary="Register a sender")
+async def add_sender(payload: SenderIn, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session, session.begin():
+        sender = await service.add_sender(
+            session,
+            herald.vault,
+            project,
+            service.NewSender(
+                channel=payload.channel,
+                provider=payload.provider,
+                from_address=payload.from_,
+                account_sid=payload.account_sid or payload.phone_number_id,
+                auth_token=payload.auth_token,
+                base_url=payload.base_url,
+                rate_limit=payload.rate_limit,
+                default=payload.default,
+                smart_encoding=payload.smart_encoding,
+                username=payload.username,
+                password=payload.password,
+                bot_token=payload.bot_token,
+                access_token=payload.access_token,
+                app_secret=payload.app_secret,
+                verify_token=payload.verify_token,
+            ),
+        )
+        return sender_out(sender)
+
+
+@router.get("", summary="List senders (TWIN shape)")
+async def list_senders(
+    herald: HeraldDep,
+    project: ProjectId,
+    channel: str | None = None,
+    provider: str | None = None,
+) -> dict[str, Any]:
+    async with herald.sessions() as session:
+        senders = await service.list_senders(session, project, channel=channel, provider=provider)
+    return {"count": len(senders), "items": [sender_out(s) for s in senders]}
+
+
+@router.delete("/{sender_id}", status_code=204, summary="Remove a sender")
+async def delete_sender(sender_id: str, herald: HeraldDep, project: ProjectId) -> Response:
+    async with herald.sessions() as session, session.begin():
+        await service.delete_sender(session, project, sender_id)
+    return Response(status_code=204)

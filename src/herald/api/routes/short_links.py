@@ -1,0 +1,89 @@
+"""Short links: TWIN's ``GET /api/v1/shortLinks`` and the ``GET /{code}`` redirect."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import Response
+from starlette.routing import Route
+
+from herald.api.deps import HeraldDep, ProjectId
+from herald.api.errors import error_response
+from herald.api.query import twin_list
+from herald.bootstrap import Herald
+from herald.domain.links import CODE_PATTERN, to_ascii_url
+from herald.errors import HeraldError
+from herald.services import short_links as service
+
+router = APIRouter(prefix="/api/v1/shortLinks", tags=["short links"])
+
+
+@router.get("", summary="List short links with their clicks (TWIN)")
+async def list_short_links(
+    request: Request,
+    herald: HeraldDep,
+    project: ProjectId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Newest first. ``messageId`` and ``taskId`` filter: comma-separated, repeated or ``[i]``."""
+    async with herald.sessions() as session:
+        return await service.list_short_links(
+            session,
+            project,
+            twin_list(request, "messageId"),
+            twin_list(request, "taskId"),
+            limit,
+            offset,
+            base_url=service.short_link_base(herald.settings),
+        )
+
+
+class _CodeConvertor(Convertor[str]):
+    regex = CODE_PATTERN
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("shortcode", _CodeConvertor())
+
+
+def _recorder(request: Request, herald: Herald) -> service.ClickRecorder:
+    # One per app (and so per event loop), made on the first click.
+    recorder: service.ClickRecorder | None = getattr(request.app.state, "click_recorder", None)
+    if recorder is None:
+        recorder = service.ClickRecorder(herald.sessions, herald.clock)
+        request.app.state.click_recorder = recorder
+    return recorder
+
+
+async def follow(request: Request) -> Response:
+    """302 to the link's target once the click is committed; HEAD answers without counting.
+
+    A plain Starlette endpoint (no dependency injection, no body parsing), and clicks that
+    arrive together share one transaction: this is the path every recipient's tap takes.
+    """
+    herald: Herald = request.app.state.herald
+    code: str = request.path_params["code"]
+    try:
+        if request.method == "HEAD":
+            async with herald.sessions() as session:
+                url = await service.target_of(session, code, herald.clock.now())
+        else:
+            url = await _recorder(request, herald).click(code, request.headers.get("user-agent"))
+    except HeraldError as e:
+        return error_response(e.status_code, e.message, e.code, e.details)
+    return Response(
+        status_code=302, headers={"Location": to_ascii_url(url), "Cache-Control": "no-store"}
+    )
+
+
+#: Added to the app after every other route: a 7-16 character path such as ``/healthz``
+#: also looks like a code, and the first matching route wins.
+redirect_route = Route("/{code:shortcode}", follow, methods=["GET"], include_in_schema=False)

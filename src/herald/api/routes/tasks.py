@@ -1,0 +1,348 @@
+"""Send tasks (TWIN's ``tasks``, ``startedTasks``, ``pausedTasks``) and ``messages/bulk``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+
+from herald.api.deps import HeraldDep, ProjectId
+from herald.errors import InvalidRequest, ValidationFailed
+from herald.schemas.messages import id_list, pydantic_code
+from herald.services import task_files as files
+from herald.services import task_import as importer
+from herald.services import tasks as service
+from herald.services.accepting import CreationPolicy
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def _imports(request: Request) -> importer.TaskImports | None:
+    imports: importer.TaskImports | None = getattr(request.app.state, "task_imports", None)
+    return imports
+
+
+def _truthy(value: str | None) -> bool:
+    # TWIN's SDK sends async as "1" (true) or "" (false).
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 date-time with an offset.", code="invalid_date"
+        ) from e
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"'{name}' needs a UTC offset.", code="invalid_date")
+    return parsed
+
+
+def _download(content: bytes, name: str, fmt: str) -> Response:
+    return Response(
+        content,
+        media_type=MEDIA[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _file(path: Path, name: str, fmt: str) -> FileResponse:
+    return FileResponse(
+        path,
+        media_type=MEDIA[fmt],
+        filename=name,
+        content_disposition_type="attachment",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@router.post("/tasks", status_code=201, summary="Create a send task (TWIN create task)")
+async def create_task(
+    payload: service.CreateTaskIn, herald: HeraldDep, project: ProjectId
+) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        task = await service.create_task(
+            session,
+            project,
+            payload,
+            now=herald.clock.now(),
+            policy=CreationPolicy.from_settings(herald.settings),
+        )
+    return {"id": task.id}
+
+
+@router.get("/tasks", summary="List send tasks (TWIN list)")
+async def list_tasks(
+    herald: HeraldDep,
+    project: ProjectId,
+    name: str | None = None,
+    status: Annotated[list[str] | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    async with herald.sessions() as session:
+        return await service.list_tasks(
+            session,
+            project,
+            name=name,
+            statuses=[s for v in status or [] for s in id_list(v)],
+            created_from=_when(from_, "from"),
+            created_to=_when(to, "to"),
+            limit=limit,
+            offset=offset,
+        )
+
+
+@router.get("/tasks/{task_id}", summary="One send task with its progress")
+async def get_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session, session.begin():
+        return await service.get_task(session, project, task_id, now=herald.clock.now())
+
+
+@router.put("/tasks/{task_id}", summary="Update a send task (TWIN update)")
+async def update_task(
+    task_id: str, payload: service.UpdateTaskIn, herald: HeraldDep, project: ProjectId
+) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        await service.update_task(
+            session,
+            project,
+            task_id,
+            payload,
+            now=herald.clock.now(),
+            policy=CreationPolicy.from_settings(herald.settings),
+        )
+    return {"id": task_id}
+
+
+@router.post("/tasks/{task_id}", status_code=202, summary="Upload the task's file (TWIN add)")
+async def upload(
+    task_id: str,
+    request: Request,
+    herald: HeraldDep,
+    project: ProjectId,
+    messages: Annotated[UploadFile, File(description="The CSV or XLSX file.")],
+    async_form: Annotated[str | None, Form(alias="async")] = None,
+    async_query: Annotated[str | None, Query(alias="async")] = None,
+) -> JSONResponse:
+    """``async`` true: answers 202 at once; else answers 200 when the import is done."""
+    run_async = _truthy(async_form if async_form is not None else async_query)
+    await service.attach_file(herald, project, task_id, messages.file, messages.filename)
+    imports = _imports(request)
+    if run_async and imports is not None:
+        imports.start(task_id)
+        return JSONResponse({"id": task_id}, status_code=202)
+    await importer.import_now(herald, imports, task_id)
+    async with herald.sessions() as session:
+        await service.import_outcome(session, project, task_id)
+    async with herald.sessions() as session, session.begin():
+        item = await service.get_task(session, project, task_id, now=herald.clock.now())
+    return JSONResponse(item, status_code=200)
+
+
+@router.get("/tasks/{task_id}/statuses", summary="Task status, counts, rate and ETA")
+async def task_status(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session, session.begin():
+        return await service.task_status(session, project, task_id, now=herald.clock.now())
+
+
+@router.post("/startedTasks/{task_id}", summary="Start sending (TWIN start)")
+async def start_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        await service.start_task(session, project, task_id, now=herald.clock.now())
+    herald.work_available.set()
+    return {"id": task_id, "status": "running"}
+
+
+@router.post("/pausedTasks/{task_id}", summary="Pause sending (TWIN pause)")
+async def pause_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        await service.pause_task(session, project, task_id, now=herald.clock.now())
+    return {"id": task_id, "status": "paused"}
+
+
+@router.delete("/pausedTasks/{task_id}", summary="Resume sending (TWIN resume)")
+async def resume_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        await service.resume_task(session, project, task_id, now=herald.clock.now())
+    herald.work_available.set()
+    return {"id": task_id, "status": "running"}
+
+
+@router.post("/tasks/{task_id}/cancel", summary="Cancel every message not yet sent")
+async def cancel_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session, session.begin():
+        cancelled = await service.cancel_task(session, project, task_id, now=herald.clock.now())
+    return {"id": task_id, "status": "cancelled", "cancelledMessageCount": cancelled}
+
+
+@router.delete("/tasks/{task_id}", summary="Delete a task (unsent messages are cancelled)")
+async def delete_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
+    async with herald.sessions() as session, session.begin():
+        await service.delete_task(
+            session, herald.settings, project, task_id, now=herald.clock.now()
+        )
+    return {"id": task_id}
+
+
+# --------------------------------------------------------------------------- files
+
+SampleFormat = Annotated[Literal["csv", "xlsx"], Query(alias="format")]
+
+
+@router.get("/tasks/{task_id}/sample", summary="A sample file with the columns the task needs")
+async def task_sample(
+    task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
+) -> Response:
+    async with herald.sessions() as session:
+        columns = await files.task_sample(session, project, task_id)
+    return _download(files.sample_file(columns, fmt), f"task-sample.{fmt}", fmt)
+
+
+@router.get("/templates/{template_id}/sample", summary="A sample file with the template's columns")
+async def template_sample(
+    template_id: str,
+    herald: HeraldDep,
+    project: ProjectId,
+    fmt: SampleFormat = "csv",
+    channels: str | None = None,
+) -> Response:
+    async with herald.sessions() as session:
+        columns = await files.template_sample(
+            session, project, template_id, id_list(channels) or None
+        )
+    return _download(files.sample_file(columns, fmt), f"template-sample.{fmt}", fmt)
+
+
+@router.get("/tasks/{task_id}/report", summary="Rejected rows (JSON, CSV or XLSX)")
+async def report(
+    task_id: str,
+    herald: HeraldDep,
+    project: ProjectId,
+    fmt: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    if fmt == "json":
+        async with herald.sessions() as session:
+            body = await files.report(session, project, task_id, limit=limit, offset=offset)
+        return JSONResponse(body)
+    path, name = await files.export(herald, project, task_id, kind="report", fmt=fmt)
+    return _file(path, name, fmt)
+
+
+@router.get("/tasks/{task_id}/results", summary="Per-row outcome (CSV or XLSX)")
+async def results(
+    task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
+) -> FileResponse:
+    path, name = await files.export(herald, project, task_id, kind="results", fmt=fmt)
+    return _file(path, name, fmt)
+
+
+# --------------------------------------------------------------------------- messages/bulk
+
+
+def _bulk_settings(raw: str | None) -> service.TaskSettings:
+    if not raw:
+        return service.TaskSettings()
+    try:
+        return service.TaskSettings.model_validate(json.loads(raw))
+    except json.JSONDecodeError as e:
+        raise InvalidRequest("'settings' must be a JSON object.", code="malformed_json") from e
+    except ValidationError as e:
+        errors = [
+            {
+                "path": "settings." + ".".join(str(p) for p in err["loc"]),
+                "message": err["msg"],
+                "code": pydantic_code(err["type"]),
+            }
+            for err in e.errors()
+        ]
+        raise ValidationFailed(
+            f"{errors[0]['path']}: {errors[0]['message']}",
+            code=errors[0]["code"],
+            details={"errors": errors},
+        ) from e
+
+
+@router.post("/messages/bulk", summary="Send from a CSV/XLSX file (TWIN create bulk)")
+async def bulk(
+    request: Request,
+    herald: HeraldDep,
+    project: ProjectId,
+    messages: Annotated[list[UploadFile], File(description="The CSV or XLSX file.")],
+    async_form: Annotated[str | None, Form(alias="async")] = None,
+    template_id: Annotated[str | None, Form(alias="templateId")] = None,
+    policy: Annotated[Literal["reject_all", "send_valid"], Form()] = "send_valid",
+    default_region: Annotated[str | None, Form(alias="defaultRegion")] = None,
+    settings: Annotated[str | None, Form(description="Task settings as JSON.")] = None,
+    name: Annotated[str | None, Form()] = None,
+) -> Response:
+    """A task made, filled and started in one call. ``async=1`` answers ``{"id"}`` at once;
+    otherwise the answer is the results file once every row is imported."""
+    if len(messages) != 1:
+        raise InvalidRequest(
+            "Send exactly one file in the 'messages' part.", code="one_file_per_request"
+        )
+    upload_file = messages[0]
+    payload = service.CreateTaskIn(
+        name=(name or upload_file.filename or "bulk")[:200],
+        template_id=template_id or None,
+        settings=_bulk_settings(settings),
+        policy=policy,
+        default_region=default_region or None,
+    )
+    async with herald.sessions() as session, session.begin():
+        task = await service.create_task(
+            session,
+            project,
+            payload,
+            now=herald.clock.now(),
+            policy=CreationPolicy.from_settings(herald.settings),
+        )
+    await service.attach_file(
+        herald, project, task.id, upload_file.file, upload_file.filename, start=True
+    )
+    imports = _imports(request)
+    if _truthy(async_form) and imports is not None:
+        imports.start(task.id)
+        return JSONResponse({"id": task.id}, status_code=202)
+    await importer.import_now(herald, imports, task.id)
+    herald.work_available.set()
+    async with herald.sessions() as session:
+        await service.import_outcome(session, project, task.id)
+        fmt = await files.result_format(session, project, task.id)
+    path, file_name = await files.export(herald, project, task.id, kind="results", fmt=fmt)
+    return _file(path, file_name, fmt)
+
+
+@router.get("/messages/bulk/{task_id}", summary="The results file of a bulk send")
+async def bulk_result(
+    task_id: str,
+    herald: HeraldDep,
+    project: ProjectId,
+    fmt: Annotated[Literal["csv", "xlsx"] | None, Query(alias="format")] = None,
+) -> FileResponse:
+    async with herald.sessions() as session:
+        chosen = fmt or await files.result_format(session, project, task_id)
+    path, name = await files.export(herald, project, task_id, kind="results", fmt=chosen)
+    return _file(path, name, chosen)

@@ -1,0 +1,83 @@
+"""Provider webhooks. Signatures are checked before anything is read from the database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Header, Request, Response
+
+from herald.api.deps import HeraldDep
+from herald.errors import HeraldError
+from herald.services.meta_reports import apply_meta_webhook, confirm_subscription
+from herald.services.provider_reports import TwilioReport
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def public_url_of(request: Request, public_base: str) -> str:
+    """The URL the provider called, as it saw it: behind a proxy, our public URL, not ours."""
+    url = public_base.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url
+
+
+@router.post("/twilio/status/{attempt_id}", summary="Twilio status callback")
+async def twilio_status(
+    attempt_id: str,
+    request: Request,
+    herald: HeraldDep,
+    x_twilio_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    # Twilio always posts application/x-www-form-urlencoded; blank values are signed too.
+    params: dict[str, list[str]] = {}
+    for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
+        params.setdefault(key, []).append(value)
+    report = TwilioReport(
+        attempt_id=attempt_id,
+        url=public_url_of(request, herald.settings.public_url),
+        params=params,
+        signature=x_twilio_signature,
+        received_at=herald.clock.now(),
+    )
+    result = await herald.twilio_reports.submit(report)
+    if isinstance(result, HeraldError):
+        raise result
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@router.get("/meta/whatsapp/{sender_id}", summary="Meta webhook subscription check")
+async def meta_subscribe(sender_id: str, request: Request, herald: HeraldDep) -> Response:
+    q = request.query_params
+    async with herald.sessions() as session:
+        challenge = await confirm_subscription(
+            session,
+            herald.vault,
+            sender_id,
+            q.get("hub.mode"),
+            q.get("hub.verify_token"),
+            q.get("hub.challenge"),
+        )
+    return Response(challenge, media_type="text/plain")
+
+
+@router.post("/meta/whatsapp/{sender_id}", summary="Meta WhatsApp statuses and messages")
+async def meta_webhook(
+    sender_id: str,
+    request: Request,
+    herald: HeraldDep,
+    x_hub_signature_256: Annotated[str | None, Header()] = None,
+) -> Response:
+    async with herald.sessions() as session, session.begin():
+        await apply_meta_webhook(
+            session,
+            herald.vault,
+            sender_id,
+            await request.body(),
+            x_hub_signature_256,
+            herald.clock.now(),
+        )
+    return Response(status_code=200)

@@ -1,0 +1,97 @@
+"""The composition root: builds settings, database, vault, channel adapters and clock once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from herald.channels.base import ChannelAdapter
+from herald.channels.email import SmtpEmail
+from herald.channels.http import provider_http_client
+from herald.channels.sandbox import SandboxSms
+from herald.channels.telegram import TelegramBot
+from herald.channels.twilio import TwilioSms
+from herald.channels.whatsapp_meta import MetaWhatsApp
+from herald.channels.whatsapp_twilio import TwilioWhatsApp
+from herald.clock import Clock, SystemClock
+from herald.config import Settings
+from herald.errors import HeraldError
+from herald.services.batching import GroupCommitter
+from herald.services.provider_reports import TwilioReport, apply_twilio_reports
+from herald.services.vault import Vault
+from herald.store.db import create_engine, session_factory
+
+
+@dataclass
+class Herald:
+    """Everything a Herald process shares: the API, the dispatcher and the CLI use it."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    adapters: dict[str, ChannelAdapter]
+    clock: Clock
+    # Set when new work is stored, so an in-process dispatcher does not wait for its next poll.
+    work_available: asyncio.Event = field(default_factory=asyncio.Event)
+    twilio_reports: GroupCommitter[TwilioReport, bool | HeraldError] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.twilio_reports = GroupCommitter(self._apply_twilio_reports)
+
+    async def _apply_twilio_reports(
+        self, reports: list[TwilioReport]
+    ) -> list[bool | HeraldError | Exception]:
+        async with self.sessions() as session, session.begin():
+            delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
+            return list(
+                await apply_twilio_reports(session, self.vault, reports, price_fetch_delay=delay)
+            )
+
+    async def aclose(self) -> None:
+        await self.twilio_reports.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        await self.engine.dispose()
+
+
+def provider_client(settings: Settings) -> httpx.AsyncClient:
+    """One pooled HTTP client for all provider calls of a process."""
+    return provider_http_client(
+        timeout=settings.provider_timeout_seconds, max_connections=settings.dispatch_concurrency
+    )
+
+
+def default_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+    """One adapter per provider; the HTTP ones share a pooled client."""
+    client = provider_client(settings)
+    return {
+        "twilio": TwilioSms(client),
+        "sandbox": SandboxSms(),
+        "twilio-whatsapp": TwilioWhatsApp(client),
+        "meta-whatsapp": MetaWhatsApp(client),
+        "telegram": TelegramBot(client),
+        "smtp": SmtpEmail(timeout=settings.provider_timeout_seconds),
+    }
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    adapters: dict[str, ChannelAdapter] | None = None,
+) -> Herald:
+    settings = settings or Settings()
+    engine = create_engine(settings.database_url)
+    return Herald(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        vault=Vault.from_settings(settings),
+        adapters=adapters or default_adapters(settings),
+        clock=clock or SystemClock(),
+    )

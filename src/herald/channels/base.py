@@ -1,0 +1,128 @@
+"""The one interface every channel adapter implements, and the errors adapters raise.
+
+ProviderError                 the provider or the road to it said no
+├── TransientError            retry later (429, 5xx, connection refused before sending)
+├── PermanentError            final: keep the provider's code, message and more_info
+└── OutcomeUnknown            the request may have reached the provider (read timeout,
+                              dropped connection): never resend blindly, reconcile first
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class SenderAccount:
+    """A sender's decrypted settings, as an adapter needs them."""
+
+    id: str
+    provider: str
+    from_address: str
+    account_id: str | None
+    credentials: dict[str, str]
+    base_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTemplate:
+    """A template approved at the provider (WhatsApp), sent by reference with its variables."""
+
+    name: str | None = None  # Meta Cloud API template name
+    language: str | None = None
+    content_sid: str | None = None  # Twilio Content API (HX...)
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message for one recipient on one channel, already rendered."""
+
+    to: str
+    body: str
+    status_callback: str | None = None
+    validity_seconds: int | None = None
+    subject: str | None = None
+    html: str | None = None
+    image_url: str | None = None
+    button_url: str | None = None
+    button_text: str | None = None
+    template: ProviderTemplate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the provider told us when it accepted a message."""
+
+    provider_message_id: str
+    provider_status: str
+    num_segments: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    created_at: datetime | None = None
+    # Statuses an in-process provider (the sandbox) already knows, applied in order at once.
+    reports: tuple[str, ...] = field(default=())
+
+
+class ProviderError(Exception):
+    """A provider refused a message, or could not be reached."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        more_info: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.more_info = more_info
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class TransientError(ProviderError):
+    """Worth retrying: the provider did not take the message this time."""
+
+
+class PermanentError(ProviderError):
+    """Final: retrying the same request gives the same answer."""
+
+
+class OutcomeUnknown(ProviderError):
+    """The request may or may not have reached the provider."""
+
+
+class ChannelAdapter(Protocol):
+    """One provider on one channel."""
+
+    name: str
+
+    async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
+        """Hand one message to the provider; raise a ProviderError subclass on failure."""
+        ...
+
+    async def find_sent(
+        self, account: SenderAccount, message: OutboundMessage, since: datetime
+    ) -> list[Receipt]:
+        """Messages the provider holds that match ``message`` and were created after ``since``.
+
+        Used after a crash to learn whether an attempt reached the provider before resending.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FetchingAdapter(Protocol):
+    """An adapter that can read a message back from its provider (price, final status)."""
+
+    async def fetch(self, account: SenderAccount, provider_message_id: str) -> Receipt:
+        """The provider's current view of one message."""
+        ...

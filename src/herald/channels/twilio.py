@@ -1,0 +1,191 @@
+"""SMS through Twilio's Messages REST API (2010-04-01)."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from herald.channels.base import (
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    Receipt,
+    SenderAccount,
+    TransientError,
+)
+from herald.channels.http import transport_errors
+
+DEFAULT_BASE_URL = "https://api.twilio.com"
+# Twilio's current limit for ValidityPeriod (seconds).
+MAX_VALIDITY_SECONDS = 36000
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, (parsed - datetime.now(parsed.tzinfo)).total_seconds())
+
+
+def _receipt(data: dict[str, Any]) -> Receipt:
+    segments = data.get("num_segments")
+    created = data.get("date_created")
+    return Receipt(
+        provider_message_id=str(data["sid"]),
+        provider_status=str(data.get("status") or "queued"),
+        num_segments=int(segments) if segments not in (None, "") else None,
+        price=data.get("price"),
+        price_unit=data.get("price_unit"),
+        created_at=email.utils.parsedate_to_datetime(created) if created else None,
+    )
+
+
+def error_from_response(response: httpx.Response) -> ProviderError:
+    """Turn a Twilio error answer into ours, keeping Twilio's code, message and more_info."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    code = str(data.get("code") or f"http_{response.status_code}")
+    message = str(data.get("message") or response.reason_phrase or "Twilio error")
+    more_info = data.get("more_info")
+    kind: type[ProviderError]
+    if response.status_code == 429 or code == "20429" or response.status_code >= 500:
+        kind = TransientError
+    else:
+        kind = PermanentError
+    return kind(
+        code,
+        message,
+        more_info=more_info,
+        http_status=response.status_code,
+        retry_after=_retry_after(response),
+    )
+
+
+class TwilioSms:
+    """The Twilio adapter: form-encoded requests with HTTP Basic auth, as Twilio expects."""
+
+    name = "twilio"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    def _messages_url(self, account: SenderAccount) -> str:
+        base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
+        return f"{base}/2010-04-01/Accounts/{account.account_id}/Messages.json"
+
+    def _auth(self, account: SenderAccount) -> tuple[str, str]:
+        return (account.account_id or "", account.credentials.get("authToken", ""))
+
+    def _form(self, account: SenderAccount, message: OutboundMessage) -> dict[str, str]:
+        """The create parameters; subclasses for other Twilio channels replace the content."""
+        return self._with_delivery_options(
+            {"To": message.to, "From": account.from_address, "Body": message.body}, message
+        )
+
+    @staticmethod
+    def _with_delivery_options(form: dict[str, str], message: OutboundMessage) -> dict[str, str]:
+        if message.status_callback:
+            form["StatusCallback"] = message.status_callback
+        if message.validity_seconds is not None:
+            form["ValidityPeriod"] = str(
+                max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
+            )
+        return form
+
+    def _addresses(self, account: SenderAccount, message: OutboundMessage) -> tuple[str, str]:
+        """(To, From) as Twilio stores them, for listing what was sent."""
+        return message.to, account.from_address
+
+    def _matches(self, item: dict[str, Any], message: OutboundMessage) -> bool:
+        return bool(item.get("body") == message.body)
+
+    async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
+        form = self._form(account, message)
+        with transport_errors("Twilio"):
+            response = await self._client.post(
+                self._messages_url(account), data=form, auth=self._auth(account)
+            )
+        if response.status_code in (200, 201):
+            return _receipt(response.json())
+        raise error_from_response(response)
+
+    async def find_sent(
+        self, account: SenderAccount, message: OutboundMessage, since: datetime
+    ) -> list[Receipt]:
+        # Twilio filters by day only; a day earlier covers clock skew around midnight.
+        day = (since - timedelta(days=1)).strftime("%Y-%m-%d")
+        to, sender = self._addresses(account, message)
+        params: dict[str, str] | None = {
+            "To": to,
+            "From": sender,
+            "DateSent>": day,
+            "PageSize": "1000",
+        }
+        url: str | None = self._messages_url(account)
+        found: list[Receipt] = []
+        base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
+        for _page in range(20):  # bounded: a reconciliation reads at most 20,000 messages
+            if url is None:
+                break
+            try:
+                response = await self._client.get(url, params=params, auth=self._auth(account))
+            except httpx.HTTPError as e:
+                raise TransientError("provider_unreachable", f"Could not list messages: {e}") from e
+            if response.status_code != 200:
+                raise error_from_response(response)
+            data = response.json()
+            for item in data.get("messages", []):
+                receipt = _receipt(item)
+                if self._matches(item, message) and (
+                    receipt.created_at is None or receipt.created_at >= since - timedelta(seconds=5)
+                ):
+                    found.append(receipt)
+            next_uri = data.get("next_page_uri")
+            url, params = (base + next_uri, None) if next_uri else (None, None)
+        return found
+
+    async def fetch(self, account: SenderAccount, provider_message_id: str) -> Receipt:
+        """Twilio's current record of a message: its price only appears here, after sending."""
+        url = self._messages_url(account).removesuffix(".json") + f"/{provider_message_id}.json"
+        try:
+            response = await self._client.get(url, auth=self._auth(account))
+        except httpx.HTTPError as e:
+            raise TransientError("provider_unreachable", f"Could not fetch the message: {e}") from e
+        if response.status_code != 200:
+            raise error_from_response(response)
+        return _receipt(response.json())
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+# Twilio's message statuses in Herald's terms; None means "no news" (still on its way).
+STATUS_MAP: dict[str, str | None] = {
+    "accepted": None,
+    "scheduled": None,
+    "queued": None,
+    "sending": None,
+    "sent": "sent",
+    "delivered": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "read": "read",
+    "canceled": "cancelled",
+    "receiving": None,
+    "received": None,
+}
+
+
+def more_info_url(code: str) -> str:
+    return f"https://www.twilio.com/docs/errors/{code}"

@@ -1,0 +1,306 @@
+"""The ``herald`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from herald.cli.bots import bots_app
+from herald.cli.http import KeyOpt, UrlOpt
+from herald.cli.http import api_call as _call
+from herald.cli.http import api_client as _client
+from herald.cli.http import fail as _fail
+from herald.cli.tasks import tasks_app
+from herald.cli.templates import templates_app
+from herald.config import Settings
+
+app = typer.Typer(help="Herald: self-hosted multi-channel notifications.", no_args_is_help=True)
+projects_app = typer.Typer(
+    help="Create and list projects (tenants and their API keys).", no_args_is_help=True
+)
+senders_app = typer.Typer(
+    help="Register and list the provider accounts a project sends from.", no_args_is_help=True
+)
+app.add_typer(projects_app, name="projects")
+app.add_typer(senders_app, name="senders")
+app.add_typer(templates_app, name="templates")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(bots_app, name="bots")
+
+console = Console()
+err = Console(stderr=True)
+
+FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
+
+
+def _migrate(settings: Settings) -> None:
+    from herald.store.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as e:
+        raise _fail(f"could not migrate {settings.database_url}: {e}") from e
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (HERALD_DATABASE_URL) to the newest schema."""
+    settings = Settings()
+    _migrate(settings)
+    console.print(f"Database is up to date: {settings.database_url}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool,
+        typer.Option(
+            help="Run the dispatcher inside this process (turn off when running 'herald worker's).",
+        ),
+    ] = True,
+) -> None:
+    """Migrate the database, then serve the API (and, by default, send messages)."""
+    import uvicorn
+
+    from herald.api.app import create_app
+
+    settings = Settings()
+    _migrate(settings)
+    err.print(
+        f"Herald on http://{host}:{port} (API docs at /docs), database "
+        f"{settings.database_url}, public URL {settings.public_url}"
+    )
+    uvicorn.run(
+        create_app(run_workers=workers), host=host, port=port, log_level="info", access_log=False
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a dispatcher process: claims due messages from the database and sends them."""
+    from herald.bootstrap import build
+    from herald.dispatch.callbacks import CallbackSender
+    from herald.dispatch.dispatcher import Dispatcher
+
+    settings = Settings()
+    _migrate(settings)
+
+    async def main() -> None:
+        herald = build(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        dispatcher = Dispatcher(herald)
+        callbacks = CallbackSender(herald)
+        err.print(f"Herald worker {dispatcher.worker_id} on {settings.database_url}")
+        try:
+            await asyncio.gather(dispatcher.run(stop), callbacks.run(stop))
+        finally:
+            await callbacks.aclose()
+            await herald.aclose()
+
+    asyncio.run(main())
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Create a project; prints its API key and webhook secret (shown only this once)."""
+    from herald.bootstrap import build
+    from herald.errors import HeraldError
+    from herald.services.projects import create_project
+
+    settings = Settings()
+    _migrate(settings)
+
+    async def main() -> dict[str, str]:
+        herald = build(settings)
+        try:
+            async with herald.sessions() as session, session.begin():
+                created = await create_project(session, herald.vault, name)
+        finally:
+            await herald.aclose()
+        return {
+            "projectId": created.project_id,
+            "apiKey": created.api_key,
+            "webhookSecret": created.webhook_secret,
+        }
+
+    try:
+        result = asyncio.run(main())
+    except HeraldError as e:
+        raise _fail(e.message) from e
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"Project [bold]{name}[/bold] created.")
+    console.print(f"  projectId:     {result['projectId']}")
+    console.print(f"  apiKey:        [bold]{result['apiKey']}[/bold]")
+    console.print(f"  webhookSecret: {result['webhookSecret']}")
+    console.print(
+        "Keep the API key now: Herald stores only its hash. It sends through the "
+        "sandbox until you add a sender ('herald senders add --help')."
+    )
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """List projects (API keys are not shown: only their first characters)."""
+    from herald.bootstrap import build
+    from herald.services.projects import list_projects
+
+    settings = Settings()
+    _migrate(settings)
+
+    async def main() -> list[tuple[str, str, str, str]]:
+        herald = build(settings)
+        try:
+            async with herald.sessions() as session:
+                return [
+                    (p.id, p.name, p.api_key_prefix + "…", p.created_at.isoformat())
+                    for p in await list_projects(session)
+                ]
+        finally:
+            await herald.aclose()
+
+    table = Table("projectId", "name", "apiKey", "created")
+    for row in asyncio.run(main()):
+        table.add_row(*row)
+    console.print(table)
+
+
+@senders_app.command("add")
+def senders_add(
+    from_: Annotated[str, typer.Option("--from", help="Sender number (E.164) or ID.")],
+    provider: Annotated[str, typer.Option(help="twilio or sandbox.")] = "twilio",
+    channel: Annotated[str, typer.Option(help="Channel.")] = "sms",
+    account_sid: Annotated[
+        str | None, typer.Option(help="Twilio Account SID (AC…).", envvar="TWILIO_ACCOUNT_SID")
+    ] = None,
+    auth_token: Annotated[
+        str | None, typer.Option(help="Twilio auth token.", envvar="TWILIO_AUTH_TOKEN")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="Provider API base URL.")] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
+    default: Annotated[
+        bool | None, typer.Option("--default/--not-default", help="Make it the channel's default.")
+    ] = None,
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = "",
+) -> None:
+    """Register a sender through the API (credentials are encrypted at rest)."""
+    body: dict[str, Any] = {
+        "channel": channel,
+        "provider": provider,
+        "from": from_,
+        "accountSid": account_sid,
+        "authToken": auth_token,
+        "baseUrl": base_url,
+        "rateLimit": rate_limit,
+        "default": default,
+    }
+    with _client(url, api_key) as client:
+        sender = _call(
+            client, "POST", "/api/v1/senders", json={k: v for k, v in body.items() if v is not None}
+        )
+    console.print(
+        f"Sender {sender['id']} added: {sender['provider']} {sender['from']}"
+        f"{' (default)' if sender['default'] else ''}"
+    )
+
+
+@senders_app.command("list")
+def senders_list(url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = "") -> None:
+    """List the project's senders."""
+    with _client(url, api_key) as client:
+        data = _call(client, "GET", "/api/v1/senders")
+    table = Table("id", "channel", "provider", "from", "rate/s", "default")
+    for s in data["items"]:
+        table.add_row(
+            s["id"],
+            s["channel"],
+            s["provider"],
+            s["from"],
+            str(s["rateLimit"] or "-"),
+            "yes" if s["default"] else "",
+        )
+    console.print(table)
+
+
+def _status_table(message: dict[str, Any]) -> Table:
+    table = Table(title=f"Message {message['id']} → {message['destination'].get('phone')}")
+    table.add_column("time")
+    table.add_column("status")
+    table.add_column("source")
+    table.add_column("detail")
+    for event in message.get("history", []):
+        table.add_row(event["at"], event["status"], event["source"], event["detail"] or "")
+    error = message.get("error")
+    if error:
+        table.caption = f"error {error['code']}: {error['message']} {error.get('moreInfo') or ''}"
+    elif message["provider"]["messageId"]:
+        p = message["provider"]
+        table.caption = f"{p['name']} id {p['messageId']}, {p['numSegments']} segment(s)"
+    return table
+
+
+@app.command()
+def send(
+    to: Annotated[str, typer.Option(help="Recipient phone number, E.164.")],
+    text: Annotated[str, typer.Option(help="Message text.")],
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Sender (default sender if omitted).")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to watch the status.")] = 120.0,
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = "",
+) -> None:
+    """Send an SMS through the API and show its status live until it is final."""
+    sms: dict[str, Any] = {"text": text}
+    if from_:
+        sms["from"] = from_
+    with _client(url, api_key) as client:
+        results = _call(
+            client,
+            "POST",
+            "/api/v1/messages",
+            json={"messages": [{"destinations": [{"phone": to}], "channels": {"sms": sms}}]},
+        )
+        message_id = results[0]["id"]
+        deadline = time.monotonic() + wait
+        message = _call(client, "GET", f"/api/v1/messages/{message_id}")
+        with Live(_status_table(message), console=console, refresh_per_second=4) as live:
+            while message["status"] not in FINAL and time.monotonic() < deadline:
+                time.sleep(0.5)
+                message = _call(client, "GET", f"/api/v1/messages/{message_id}")
+                live.update(_status_table(message))
+    if message["status"] not in FINAL:
+        err.print(
+            f"Still {message['status']} after {wait:.0f}s; check later with "
+            f"GET /api/v1/messages/{message_id}."
+        )
+        raise typer.Exit(code=2)
+    if message["status"] not in ("delivered", "read"):
+        raise typer.Exit(code=1)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m herald`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())  # type: ignore[func-returns-value]

@@ -1,0 +1,86 @@
+"""Herald's settings: one typed object, read from ``HERALD_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a Herald process."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite+aiosqlite:///{Path.cwd() / 'herald.db'}",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL providers and browsers use to reach this Herald (callbacks, links).",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts provider credentials at rest. When unset, a key "
+        "is generated once into secret_key_file.",
+    )
+    secret_key_file: Path = Field(default_factory=lambda: Path.cwd() / "herald.key")
+    data_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "herald-data",
+        description="Where uploaded send-task files are kept, so an interrupted import resumes.",
+    )
+
+    # Short links
+    short_link_base_url: str | None = Field(
+        default=None,
+        description="Base URL of short links in SMS (a short domain pointing at this Herald); "
+        "public_url when unset.",
+    )
+    short_link_retention_days: float = Field(
+        default=90.0, description="Short links answer 410 Gone this many days after creation."
+    )
+
+    # Dispatcher
+    dispatch_batch_size: int = 200
+    dispatch_concurrency: int = 100
+    dispatch_idle_sleep: float = 0.05
+    lease_seconds: float = 60.0
+    max_attempts: int = 5
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    provider_timeout_seconds: float = 15.0
+    # After a send whose outcome is unknown (timeout, dropped connection), wait this long
+    # before asking the provider whether it has the message.
+    reconcile_delay_seconds: float = 5.0
+    # An attempt whose outcome is unknown (worker died mid-call) and never reconciled fails
+    # after this long; a message's own validity period shortens it.
+    unknown_outcome_timeout_seconds: float = 36000.0
+
+    # Whether time spent waiting out quiet hours extends a message's validity (off: validity
+    # is wall-clock time from when the message, or its cascade channel, became due).
+    quiet_hours_pause_validity: bool = False
+
+    # A cascade channel without its own validityPeriod waits this long for a delivery
+    # report before the next channel is tried.
+    cascade_wait_minutes: int = 60
+
+    # Twilio sets a message's price some time after its final status; fetch it then.
+    price_fetch_delay_seconds: float = 60.0
+
+    # Client callbacks (outbound webhooks)
+    callback_max_attempts: int = 8
+    callback_timeout_seconds: float = 10.0
+
+    # Scheduling and quiet hours
+    default_timezone: str = Field(
+        default="UTC", description="Zone for recipients without one (a project may override)."
+    )
+    schedule_horizon_days: float = Field(
+        default=35.0, description="How far ahead sendAt may be (Twilio's own limit is 35 days)."
+    )
+
+    run_dispatcher: bool = Field(
+        default=True, description="Run the dispatcher inside `herald serve` (off when scaled out)."
+    )

@@ -1,0 +1,157 @@
+"""Delivers client callbacks: signed POSTs to each message's ``callbackUrl``, with retries.
+
+The callbacks were written to an outbox in the same transaction as the status change, so a
+crash between the change and the POST loses nothing; the POST is retried with backoff and
+full jitter, and every attempt is logged with a truncated response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+
+from herald.bootstrap import Herald
+from herald.channels.http import provider_http_client
+from herald.domain.retry import RetryPolicy
+from herald.domain.signatures import herald_signature
+from herald.store.callbacks import ClientCallback, ClientCallbackAttempt
+from herald.store.db import is_postgres
+from herald.store.projects import Project
+
+log = logging.getLogger("herald.callbacks")
+
+
+@dataclass(slots=True)
+class _Outcome:
+    callback_id: str
+    http_status: int | None
+    excerpt: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+
+class CallbackSender:
+    def __init__(self, herald: Herald, client: httpx.AsyncClient | None = None) -> None:
+        self.herald = herald
+        s = herald.settings
+        self.client = client or provider_http_client(
+            timeout=s.callback_timeout_seconds, user_agent="Herald-Callbacks/0.1"
+        )
+        self.policy = RetryPolicy(
+            max_attempts=s.callback_max_attempts, base_seconds=5.0, max_seconds=3600.0
+        )
+        self._secrets: dict[str, str] = {}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("delivering client callbacks failed; retrying")
+                handled = 0
+            if not handled:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.2)
+
+    async def _secret(self, project_id: str) -> str:
+        if project_id not in self._secrets:
+            async with self.herald.sessions() as session:
+                project = await session.get(Project, project_id)
+            assert project is not None
+            self._secrets[project_id] = self.herald.vault.decrypt(project.webhook_secret_encrypted)
+        return self._secrets[project_id]
+
+    async def run_once(self, limit: int = 200) -> int:
+        now = self.herald.clock.now()
+        lease = now + timedelta(seconds=self.herald.settings.lease_seconds)
+        async with self.herald.sessions() as session, session.begin():
+            query = (
+                select(ClientCallback)
+                .where(ClientCallback.next_attempt_at <= now)
+                .order_by(ClientCallback.created_at, ClientCallback.id)
+                .limit(limit)
+            )
+            if is_postgres(session):
+                query = query.with_for_update(skip_locked=True)
+            due = list(await session.scalars(query))
+            for cb in due:
+                cb.next_attempt_at = lease  # comes due again if we die mid-POST
+            claimed = [(cb.id, cb.project_id, cb.message_id, cb.url, cb.body) for cb in due]
+        if not claimed:
+            return 0
+        by_message: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
+        for cb_id, project_id, message_id, url, body in claimed:
+            by_message[message_id].append((cb_id, project_id, url, body))
+        outcomes: list[_Outcome] = []
+
+        async def post_in_order(items: list[tuple[str, str, str, str]]) -> None:
+            # One message's callbacks go out in the order its statuses changed.
+            for cb_id, project_id, url, body in items:
+                outcomes.append(await self._post(cb_id, project_id, url, body))
+
+        await asyncio.gather(*(post_in_order(items) for items in by_message.values()))
+        await self._record(outcomes)
+        return len(claimed)
+
+    async def _post(self, cb_id: str, project_id: str, url: str, body: str) -> _Outcome:
+        raw = body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Herald-Signature": herald_signature(
+                await self._secret(project_id), int(time.time()), raw
+            ),
+            "X-Herald-Callback-Id": cb_id,
+        }
+        try:
+            response = await self.client.post(url, content=raw, headers=headers)
+        except httpx.HTTPError as e:
+            return _Outcome(cb_id, None, None, f"{type(e).__name__}: {e}"[:500])
+        return _Outcome(cb_id, response.status_code, response.text[:500], None)
+
+    async def _record(self, outcomes: list[_Outcome]) -> None:
+        now = self.herald.clock.now()
+        async with self.herald.sessions() as session, session.begin():
+            rows = {
+                cb.id: cb
+                for cb in await session.scalars(
+                    select(ClientCallback).where(
+                        ClientCallback.id.in_([o.callback_id for o in outcomes])
+                    )
+                )
+            }
+            for o in outcomes:
+                cb = rows.get(o.callback_id)
+                if cb is None:
+                    continue
+                cb.attempts += 1
+                session.add(
+                    ClientCallbackAttempt(
+                        callback_id=cb.id,
+                        at=now,
+                        http_status=o.http_status,
+                        response_excerpt=o.excerpt,
+                        error=o.error,
+                    )
+                )
+                if o.ok:
+                    cb.state, cb.next_attempt_at = "sent", None
+                    continue
+                delay = self.policy.delay(cb.attempts)
+                if delay is None:
+                    cb.state, cb.next_attempt_at = "failed", None
+                else:
+                    cb.next_attempt_at = now + timedelta(seconds=delay)

@@ -1,0 +1,737 @@
+"""The dispatcher: claims due deliveries, hands them to providers, records what happened.
+
+Claim → commit → call → record: no database transaction is ever open while a provider is
+being called, and every call belongs to an ``Attempt`` row written before it, so a crash at any
+point leaves a trail the next worker can reconcile instead of resending blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.bootstrap import Herald
+from herald.channels.base import (
+    FetchingAdapter,
+    OutboundMessage,
+    OutcomeUnknown,
+    PermanentError,
+    ProviderError,
+    ProviderTemplate,
+    Receipt,
+    SenderAccount,
+)
+from herald.channels.twilio import STATUS_MAP
+from herald.domain.retry import RetryPolicy
+from herald.domain.scheduling import first_due
+from herald.domain.statuses import Status
+from herald.domain.time_windows import TimeRange, is_allowed, parse_ranges
+from herald.services.bots import last_inbound_any
+from herald.services.provider_reports import PRICED, schedule_price_fetch
+from herald.services.senders import account_of
+from herald.services.suppressions import record_suppression, refuse_suppressed
+from herald.services.tracking import Changes, ErrorInfo, apply_status, detach
+from herald.store.db import is_postgres
+from herald.store.messages import Attempt, Delivery, Message
+from herald.store.queue import SENDABLE, Claimed, claim_due, load_siblings
+from herald.store.senders import Sender
+
+log = logging.getLogger("herald.dispatch")
+
+PRICE_PATIENCE = timedelta(days=1)
+WHATSAPP_WINDOW = timedelta(hours=24)
+# Provider answers meaning the person does not want messages from this sender.
+SUPPRESSING = {"21610": "twilio-21610", "telegram_blocked": "telegram-blocked"}
+PRICE_RETRY = timedelta(minutes=5)
+
+
+# Providers that never report delivery: e-mail over SMTP, Telegram's Bot API.
+SILENT_PROVIDERS = frozenset({"smtp", "telegram"})
+
+
+def outbound_of(
+    d: Delivery, status_callback: str, now: datetime, *, use_template: bool = False
+) -> OutboundMessage:
+    """What the adapter sends for a delivery: its text plus the rich channels' fields.
+
+    ``use_template``: WhatsApp outside the 24-hour window, where only the approved template
+    (with its variables) may go out.
+    """
+    content = d.content or {}
+    template = None
+    if use_template:
+        template = ProviderTemplate(
+            name=content.get("templateName"),
+            language=content.get("language"),
+            content_sid=content.get("contentSid"),
+            variables={str(k): str(v) for k, v in (content.get("templateData") or {}).items()},
+        )
+    return OutboundMessage(
+        to=d.to_address,
+        body=d.body,
+        status_callback=status_callback,
+        validity_seconds=(
+            max(1, int((d.expires_at - now).total_seconds())) if d.expires_at else None
+        ),
+        subject=content.get("subject"),
+        html=content.get("html"),
+        image_url=content.get("imageUrl"),
+        button_url=content.get("buttonUrl"),
+        button_text=content.get("buttonText"),
+        template=template,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _ranges(raw: tuple[tuple[str, ...], ...]) -> list[TimeRange]:
+    # Parsed once per distinct set: a bulk send repeats the same ranges on every message.
+    return parse_ranges([list(r) for r in raw])
+
+
+@dataclass(slots=True)
+class _Job:
+    kind: str  # "send" | "reconcile" | "price"
+    delivery_id: str
+    attempt_id: str
+    attempt_started: datetime
+    account: SenderAccount
+    outbound: OutboundMessage
+    slot: datetime | None
+    outcome: Receipt | ProviderError | list[Receipt] | None = None
+    provider_message_id: str | None = None
+
+
+class Dispatcher:
+    """One worker's loop. Several may run against one database, in one process or many."""
+
+    def __init__(self, herald: Herald, *, worker_id: str | None = None) -> None:
+        self.herald = herald
+        self.settings = herald.settings
+        self.worker_id = worker_id or f"w-{secrets.token_hex(4)}"
+        self.policy = RetryPolicy(
+            max_attempts=self.settings.max_attempts,
+            base_seconds=self.settings.retry_base_seconds,
+            max_seconds=self.settings.retry_max_seconds,
+        )
+        self.reconcile_delay = timedelta(seconds=self.settings.reconcile_delay_seconds)
+        self.price_delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
+        self._accounts: dict[str, tuple[float, SenderAccount]] = {}
+        self._in_flight = asyncio.Semaphore(self.settings.dispatch_concurrency)
+
+    def status_callback_url(self, attempt_id: str) -> str:
+        return f"{self.settings.public_url.rstrip('/')}/webhooks/twilio/status/{attempt_id}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and process batches until ``stop`` is set; batches overlap for throughput."""
+        batches: set[asyncio.Task[None]] = set()
+        max_batches = 4
+        while not stop.is_set():
+            if len(batches) >= max_batches:
+                await asyncio.wait(batches, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                jobs = await self._claim()
+            except Exception:
+                log.exception("claiming due work failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if jobs:
+                task = asyncio.create_task(self._process(jobs))
+                batches.add(task)
+                task.add_done_callback(batches.discard)
+                continue
+            self.herald.work_available.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.herald.work_available.wait(), timeout=self.settings.dispatch_idle_sleep
+                )
+        if batches:
+            await asyncio.wait(batches)
+
+    async def run_once(self) -> int:
+        """Claim one batch and finish it; returns how many deliveries it handled (tests)."""
+        jobs = await self._claim()
+        if jobs:
+            await self._process(jobs)
+        return len(jobs)
+
+    # -- claim -----------------------------------------------------------------------------
+
+    async def _account(self, session: AsyncSession, sender_id: str) -> SenderAccount:
+        now = asyncio.get_running_loop().time()
+        cached = self._accounts.get(sender_id)
+        if cached and now - cached[0] < 30:
+            return cached[1]
+        sender = await session.get(Sender, sender_id)
+        assert sender is not None
+        account = account_of(sender, self.herald.vault)
+        self._accounts[sender_id] = (now, account)
+        return account
+
+    async def _claim(self) -> list[_Job]:
+        now = self.herald.clock.now()
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        jobs: list[_Job] = []
+        async with self.herald.sessions() as session, session.begin():
+            claimed = await claim_due(
+                session,
+                now=now,
+                limit=self.settings.dispatch_batch_size,
+                lease_until=lease_until,
+                owner=self.worker_id,
+            )
+            if not claimed:
+                return []
+            sending = [c.delivery.id for c in claimed if c.delivery.status == Status.SENDING]
+            in_flight = await self._open_attempts(session, sending)
+            changes = Changes(siblings={c.message.id: c.siblings for c in claimed if c.siblings})
+            claimed = await self._refuse_opted_out(session, changes, claimed, now)
+            for c in claimed:
+                job = await self._job_for(session, changes, c, in_flight.get(c.delivery.id), now)
+                if job is not None:
+                    jobs.append(job)
+            await changes.write(session)
+        return jobs
+
+    async def _refuse_opted_out(
+        self, session: AsyncSession, changes: Changes, claimed: list[Claimed], now: datetime
+    ) -> list[Claimed]:
+        """Fail sends to people who opted out of the sender, before any provider call."""
+        sendable = [c for c in claimed if c.delivery.status in SENDABLE]
+        refused = await refuse_suppressed(
+            session,
+            [
+                (
+                    c.delivery.project_id,
+                    c.delivery.channel,
+                    c.delivery.from_address,
+                    c.delivery.to_address,
+                )
+                for c in sendable
+            ],
+        )
+        if not refused:
+            return claimed
+        out = {id(sendable[i]) for i in refused}
+        for c in claimed:
+            if id(c) in out:
+                apply_status(
+                    changes,
+                    c.message,
+                    c.delivery,
+                    Status.FAILED,
+                    source="dispatcher",
+                    at=now,
+                    error=ErrorInfo(
+                        "recipient_opted_out",
+                        "The recipient opted out of messages from this sender "
+                        "(they replied STOP); send START to opt back in.",
+                    ),
+                )
+                c.delivery.lease_owner = None
+        return [c for c in claimed if id(c) not in out]
+
+    async def _open_attempts(self, session: AsyncSession, ids: list[str]) -> dict[str, Attempt]:
+        if not ids:
+            return {}
+        rows = await session.scalars(
+            select(Attempt).where(Attempt.delivery_id.in_(ids), Attempt.state == "in_flight")
+        )
+        found = {a.delivery_id: a for a in rows}
+        for attempt in found.values():
+            session.expunge(attempt)  # senders stay attached: their pacing state must flush
+        return found
+
+    async def _job_for(
+        self,
+        session: AsyncSession,
+        changes: Changes,
+        c: Claimed,
+        open_attempt: Attempt | None,
+        now: datetime,
+    ) -> _Job | None:
+        d, m = c.delivery, c.message
+        if d.status in SENDABLE:
+            if d.expires_at is not None and now >= d.expires_at:
+                self._expire(changes, d, m, now, "it could not be sent within its validity period")
+                return None
+            held = self._hold_for_quiet_hours(changes, d, m, now)
+            if held:
+                return None
+            use_template = False
+            if d.channel == "whatsapp":
+                use_template = await self._outside_whatsapp_window(session, d, now)
+                content = d.content or {}
+                if use_template and not (content.get("contentSid") or content.get("templateName")):
+                    apply_status(
+                        changes,
+                        m,
+                        d,
+                        Status.FAILED,
+                        source="dispatcher",
+                        at=now,
+                        error=ErrorInfo(
+                            "whatsapp_outside_window",
+                            "The person has not written in the last 24 hours, so WhatsApp "
+                            "only allows an approved template, and this channel has none "
+                            "(give channels.whatsapp.contentSid or templateName).",
+                        ),
+                    )
+                    d.lease_owner = None
+                    return None
+            attempt = changes.new_attempt(d, now)
+            apply_status(
+                changes,
+                m,
+                d,
+                Status.SENDING,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                detail=f"attempt {attempt.number}",
+            )
+            kind = "send"
+        elif d.status == Status.SENDING and open_attempt is not None:
+            # A worker died (or timed out) mid-call: find out before sending again.
+            attempt = open_attempt
+            kind = "reconcile"
+            use_template = False
+        else:
+            if d.status in (Status.SENDING, Status.SENT) and d.expires_at and now >= d.expires_at:
+                waited = f" ({d.validity_minutes} min)" if d.validity_minutes else ""
+                self._expire(changes, d, m, now, f"no delivery report within its validity{waited}")
+            elif self._wants_price(d, now):
+                account = await self._account(session, d.sender_id)
+                if isinstance(self.herald.adapters.get(account.provider), FetchingAdapter):
+                    return _Job(
+                        kind="price",
+                        delivery_id=d.id,
+                        attempt_id="",
+                        attempt_started=now,
+                        account=account,
+                        outbound=OutboundMessage(to=d.to_address, body=""),
+                        slot=None,
+                        provider_message_id=d.provider_message_id,
+                    )
+            # Otherwise nothing to do: final, or with the provider and waiting for reports.
+            d.next_attempt_at = None
+            d.lease_owner = None
+            changes.touch(d)
+            return None
+        return _Job(
+            kind=kind,
+            delivery_id=d.id,
+            attempt_id=attempt.id,
+            attempt_started=attempt.started_at,
+            account=await self._account(session, d.sender_id),
+            outbound=outbound_of(
+                d,
+                self.status_callback_url(attempt.id),
+                now,
+                use_template=kind == "send" and d.channel == "whatsapp" and use_template,
+            ),
+            slot=c.slot,
+        )
+
+    @staticmethod
+    async def _outside_whatsapp_window(session: AsyncSession, d: Delivery, now: datetime) -> bool:
+        """Whether WhatsApp's 24-hour customer-service window is closed for this person."""
+        last = await last_inbound_any(session, d.project_id, d.to_address)
+        return last is None or now - last >= WHATSAPP_WINDOW
+
+    @staticmethod
+    def _wants_price(d: Delivery, now: datetime) -> bool:
+        # Twilio prices a message within minutes; after a day there is no point asking.
+        since = d.delivered_at or d.updated_at
+        return (
+            d.status in PRICED
+            and d.price is None
+            and d.provider_message_id is not None
+            and now - since < PRICE_PATIENCE
+        )
+
+    def _expire(
+        self,
+        changes: Changes,
+        d: Delivery,
+        m: Message,
+        now: datetime,
+        why: str,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        apply_status(
+            changes,
+            m,
+            d,
+            Status.EXPIRED,
+            source="dispatcher",
+            at=now,
+            error=error or ErrorInfo("validity_expired", f"Expired: {why}."),
+            detail=why,
+        )
+        d.next_attempt_at = None
+        d.lease_owner = None
+
+    def _hold_for_quiet_hours(
+        self, changes: Changes, d: Delivery, m: Message, now: datetime
+    ) -> bool:
+        """Push a due delivery to its recipient's next allowed time; True if it was pushed.
+
+        Checked here, where every send (first, retry, after downtime) passes, so no path can
+        hand a message to a provider outside the allowed hours.
+        """
+        if not m.allowed_time_ranges:
+            return False
+        ranges = _ranges(tuple(tuple(r) for r in m.allowed_time_ranges))
+        zone = ZoneInfo(m.timezone or self.settings.default_timezone)
+        if is_allowed(now, ranges, zone):
+            return False
+        if self.settings.quiet_hours_pause_validity:
+            due = first_due(now, ranges, zone, None)
+            if d.expires_at is not None:
+                d.expires_at += due.at - now  # the night does not count against validity
+        else:
+            due = first_due(now, ranges, zone, d.expires_at)
+        d.next_attempt_at = due.at
+        d.lease_owner = None
+        changes.touch(d)
+        local = due.at.astimezone(zone)
+        apply_status(
+            changes,
+            m,
+            d,
+            Status.SCHEDULED,
+            source="dispatcher",
+            at=now,
+            detail=f"outside the allowed hours in {zone.key} ({m.timezone_source or 'default'} "
+            f"time zone); waiting until {local:%Y-%m-%d %H:%M %Z}",
+        )
+        return True
+
+    # -- call ------------------------------------------------------------------------------
+
+    async def _call(self, job: _Job) -> None:
+        adapter = self.herald.adapters[job.account.provider]
+        async with self._in_flight:
+            if job.slot is not None:
+                wait = (job.slot - self.herald.clock.now()).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                if job.kind == "send":
+                    job.outcome = await adapter.send(job.account, job.outbound)
+                elif job.kind == "price":
+                    assert isinstance(adapter, FetchingAdapter) and job.provider_message_id
+                    job.outcome = await adapter.fetch(job.account, job.provider_message_id)
+                else:
+                    job.outcome = await adapter.find_sent(
+                        job.account, job.outbound, job.attempt_started
+                    )
+            except ProviderError as e:
+                job.outcome = e
+            except Exception as e:  # a bug in an adapter must not lose the batch
+                log.exception("adapter %s crashed", job.account.provider)
+                job.outcome = OutcomeUnknown("adapter_error", f"{type(e).__name__}: {e}")
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        slots = [job.slot for job in jobs if job.slot is not None]
+        if slots:
+            # A batch that starts late (a cold worker opening its first connection) keeps its
+            # spacing instead of firing every slot already past at once.
+            lag = self.herald.clock.now() - min(slots)
+            if lag > timedelta(0):
+                for job in jobs:
+                    if job.slot is not None:
+                        job.slot += lag
+        await asyncio.gather(*(self._call(job) for job in jobs))
+        for delay in (0.1, 0.5, 2.0, 5.0, None):
+            try:
+                await self._record(jobs)
+                return
+            except Exception:
+                if delay is None:
+                    # The lease will expire and the attempts be reconciled: nothing is lost.
+                    log.exception(
+                        "recording %d outcomes failed; leaving them to reconcile", len(jobs)
+                    )
+                    return
+                log.warning("recording outcomes failed; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+
+    # -- record ----------------------------------------------------------------------------
+
+    async def _record(self, jobs: list[_Job]) -> None:
+        now = self.herald.clock.now()
+        async with self.herald.sessions() as session, session.begin():
+            ids = [job.delivery_id for job in jobs]
+            query = (
+                select(Delivery, Message)
+                .join(Message, Message.id == Delivery.message_id)
+                .where(Delivery.id.in_(ids))
+                .order_by(Message.id, Delivery.id)
+            )
+            if is_postgres(session):
+                query = query.with_for_update(of=(Delivery, Message))
+            rows = {d.id: (d, m) for d, m in (await session.execute(query)).all()}
+            attempts = {
+                a.id: a
+                for a in await session.scalars(
+                    select(Attempt).where(Attempt.id.in_([job.attempt_id for job in jobs]))
+                )
+            }
+            known_sids = await self._known_sids(session, jobs)
+            siblings = await load_siblings(session, (m for _, m in rows.values()))
+            detach(session)
+            changes = Changes(siblings=siblings)
+            for job in jobs:
+                delivery, message = rows[job.delivery_id]
+                if job.kind == "price":
+                    self._record_price(changes, job, delivery, now)
+                    continue
+                attempt = attempts[job.attempt_id]
+                if delivery.lease_owner != self.worker_id:
+                    # Our lease ran out and another worker took the row over; it decides now.
+                    continue
+                delivery.lease_owner = None
+                delivery.next_attempt_at = None
+                changes.touch(delivery)
+                if job.kind == "send":
+                    self._record_send(changes, job, delivery, message, attempt, now)
+                    if (
+                        delivery.status in (Status.SENDING, Status.SENT)
+                        and delivery.next_attempt_at is None
+                        and delivery.expires_at
+                    ):
+                        # Come back at the validity end to expire it if no report arrived.
+                        delivery.next_attempt_at = delivery.expires_at
+                    elif delivery.next_attempt_at is None:
+                        # Its final report came while we held it: fetch the price later.
+                        schedule_price_fetch(delivery, now, self.price_delay)
+                else:
+                    self._record_reconcile(
+                        changes, job, delivery, message, attempt, now, known_sids
+                    )
+            await changes.write(session)
+            for job in jobs:
+                outcome = job.outcome
+                if isinstance(outcome, PermanentError) and outcome.code in SUPPRESSING:
+                    # The person texted STOP (Twilio 21610) or blocked the bot (Telegram):
+                    # remember it against the destination, so later sends skip it at once.
+                    delivery, _ = rows[job.delivery_id]
+                    await record_suppression(
+                        session,
+                        delivery.project_id,
+                        delivery.channel,
+                        delivery.from_address,
+                        delivery.to_address,
+                        source="twilio-21610",
+                        at=now,
+                    )
+
+    async def _known_sids(self, session: AsyncSession, jobs: list[_Job]) -> set[str]:
+        sids = [
+            r.provider_message_id
+            for job in jobs
+            if isinstance(job.outcome, list)
+            for r in job.outcome
+        ]
+        if not sids:
+            return set()
+        return set(
+            await session.scalars(
+                select(Attempt.provider_message_id).where(Attempt.provider_message_id.in_(sids))
+            )
+        )
+
+    def _accept(
+        self,
+        changes: Changes,
+        job_provider: str,
+        receipt: Receipt,
+        delivery: Delivery,
+        message: Message,
+        attempt: Attempt,
+        now: datetime,
+    ) -> None:
+        attempt.state = "accepted"
+        attempt.finished_at = attempt.finished_at or now
+        attempt.provider_message_id = receipt.provider_message_id
+        attempt.http_status = attempt.http_status or 201
+        changes.touch(attempt)
+        delivery.provider_message_id = receipt.provider_message_id
+        delivery.provider_status = delivery.provider_status or receipt.provider_status
+        if receipt.num_segments is not None:
+            delivery.num_segments = receipt.num_segments
+        if receipt.price is not None:
+            delivery.price, delivery.price_unit = receipt.price, receipt.price_unit
+        reports: tuple[str, ...] = (receipt.provider_status, *receipt.reports)
+        if job_provider in SILENT_PROVIDERS:
+            # No delivery report will ever come: the provider taking it is as good as it gets.
+            reports = ("delivered",)
+        for report in reports:
+            mapped = STATUS_MAP.get(report)
+            if mapped:
+                apply_status(
+                    changes,
+                    message,
+                    delivery,
+                    Status(mapped),
+                    source="provider",
+                    at=now,
+                    attempt_id=attempt.id,
+                )
+
+    def _record_price(self, changes: Changes, job: _Job, delivery: Delivery, now: datetime) -> None:
+        if delivery.lease_owner != self.worker_id:
+            return
+        delivery.lease_owner = None
+        delivery.next_attempt_at = None
+        changes.touch(delivery)
+        if isinstance(job.outcome, Receipt) and job.outcome.price is not None:
+            delivery.price, delivery.price_unit = job.outcome.price, job.outcome.price_unit
+        elif self._wants_price(delivery, now):
+            delivery.next_attempt_at = now + PRICE_RETRY
+
+    def _record_send(
+        self,
+        changes: Changes,
+        job: _Job,
+        delivery: Delivery,
+        message: Message,
+        attempt: Attempt,
+        now: datetime,
+    ) -> None:
+        outcome = job.outcome
+        if isinstance(outcome, Receipt):
+            self._accept(changes, job.account.provider, outcome, delivery, message, attempt, now)
+            return
+        assert isinstance(outcome, ProviderError)
+        if attempt.state != "in_flight":
+            return  # a status callback already told us how this attempt went
+        changes.touch(attempt)
+        attempt.error_code, attempt.error_message = outcome.code, outcome.message
+        attempt.error_more_info, attempt.http_status = outcome.more_info, outcome.http_status
+        if isinstance(outcome, OutcomeUnknown):
+            delivery.next_attempt_at = now + self.reconcile_delay
+            return
+        attempt.state = "failed"
+        attempt.finished_at = now
+        error = ErrorInfo(outcome.code, outcome.message, outcome.more_info)
+        delay = (
+            None
+            if isinstance(outcome, PermanentError)
+            else self.policy.delay(delivery.attempt_count, retry_after=outcome.retry_after)
+        )
+        if (
+            delay is not None
+            and delivery.expires_at is not None
+            and (now + timedelta(seconds=delay) >= delivery.expires_at)
+        ):
+            self._expire(
+                changes,
+                delivery,
+                message,
+                now,
+                f"the next retry would come after its validity period ({error.code})",
+                error=error,
+            )
+            return
+        if delay is None:
+            gave_up = (
+                None
+                if isinstance(outcome, PermanentError)
+                else (f"gave up after {delivery.attempt_count} attempts")
+            )
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.FAILED,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                error=error,
+                detail=gave_up,
+            )
+        else:
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.QUEUED,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                error=error,
+                detail=f"attempt {attempt.number} failed ({outcome.code}); "
+                f"retrying in {delay:.1f}s",
+            )
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+
+    def _record_reconcile(
+        self,
+        changes: Changes,
+        job: _Job,
+        delivery: Delivery,
+        message: Message,
+        attempt: Attempt,
+        now: datetime,
+        known_sids: set[str],
+    ) -> None:
+        if attempt.state != "in_flight":
+            return  # its status callback arrived meanwhile
+        outcome = job.outcome
+        changes.touch(attempt)
+        if isinstance(outcome, list):
+            match = next((r for r in outcome if r.provider_message_id not in known_sids), None)
+            if match is not None:
+                known_sids.add(match.provider_message_id)
+                self._accept(changes, job.account.provider, match, delivery, message, attempt, now)
+                return
+            attempt.state = "not_sent"
+            attempt.finished_at = now
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.QUEUED,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                detail=f"attempt {attempt.number} never reached the provider; sending again",
+            )
+            delivery.next_attempt_at = now
+            return
+        give_up_at = attempt.started_at + timedelta(
+            seconds=self.settings.unknown_outcome_timeout_seconds
+        )
+        if delivery.expires_at is not None:
+            give_up_at = min(give_up_at, delivery.expires_at)
+        if now >= give_up_at:
+            attempt.state = "unknown"
+            attempt.finished_at = now
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.FAILED,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                error=ErrorInfo(
+                    "outcome_unknown",
+                    "Herald could not learn whether the provider received "
+                    "the message, and will not risk sending it twice.",
+                ),
+            )
+            return
+        delivery.next_attempt_at = now + self.reconcile_delay * 6

@@ -1,0 +1,51 @@
+"""Webhook signatures: Twilio's ``X-Twilio-Signature`` and Herald's own ``X-Herald-Signature``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+
+def twilio_signature(url: str, params: Mapping[str, Iterable[str]], auth_token: str) -> str:
+    """Twilio's HMAC-SHA1 over the URL and the sorted, de-duplicated form parameters."""
+    parts = [url]
+    for name in sorted(params):
+        for value in sorted(set(params[name])):
+            parts.append(name + value)
+    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _port_variants(url: str) -> list[str]:
+    """The URL as given, without its port, and with the scheme's default port.
+
+    Twilio signs "inconsistently" with respect to ports, so its own SDKs accept any of these.
+    """
+    split = urlsplit(url)
+    host = split.hostname or ""
+    default = 443 if split.scheme == "https" else 80
+    userinfo = split.netloc.rpartition("@")[0]
+    prefix = f"{userinfo}@" if userinfo else ""
+    without = urlunsplit(split._replace(netloc=prefix + host))
+    with_default = urlunsplit(split._replace(netloc=f"{prefix}{host}:{split.port or default}"))
+    return list(dict.fromkeys([url, without, with_default]))
+
+
+def verify_twilio_signature(
+    url: str, params: Mapping[str, Iterable[str]], auth_token: str, signature: str
+) -> bool:
+    """Constant-time check of a received ``X-Twilio-Signature``."""
+    materialised = {k: list(v) for k, v in params.items()}
+    return any(
+        hmac.compare_digest(twilio_signature(candidate, materialised, auth_token), signature)
+        for candidate in _port_variants(url)
+    )
+
+
+def herald_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Herald-Signature`` header value for an outbound client callback."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"

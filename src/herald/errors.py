@@ -1,0 +1,68 @@
+"""Herald's error tree. Every error carries an HTTP status and a stable machine code.
+
+    HeraldError
+    ├── InvalidRequest            400 invalid_request
+    │   └── ValidationFailed      422 validation_failed
+    ├── Unauthorized              401 unauthorized
+    ├── Forbidden                 403 forbidden
+    ├── NotFound                  404 not_found
+    ├── Conflict                  409 conflict
+    └── Gone                      410 gone
+
+The API renders them as ``{"error": <sentence>, "code": <machine code>, "details": {...}}``,
+the shape TWIN's SDK reads (``error`` is always a string).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HeraldError(Exception):
+    """Base of every error a client can see."""
+
+    status_code = 500
+    default_code = "internal_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details or {}
+
+
+class InvalidRequest(HeraldError):
+    status_code = 400
+    default_code = "invalid_request"
+
+
+class ValidationFailed(InvalidRequest):
+    status_code = 422
+    default_code = "validation_failed"
+
+
+class Unauthorized(HeraldError):
+    status_code = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(HeraldError):
+    status_code = 403
+    default_code = "forbidden"
+
+
+class NotFound(HeraldError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class Conflict(HeraldError):
+    status_code = 409
+    default_code = "conflict"
+
+
+class Gone(HeraldError):
+    status_code = 410
+    default_code = "gone"

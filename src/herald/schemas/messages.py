@@ -1,0 +1,117 @@
+"""The messages API request bodies, wire-compatible with TWIN's Messaging API v1.
+
+Unknown fields are refused (``extra="forbid"``) so a typo or a feature Herald does not have
+yet is a clear 422, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Scalar = str | int | float | bool | None
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DestinationIn(WireModel):
+    phone: str | None = None
+    email: str | None = None
+    client_id: str | None = Field(default=None, alias="clientId")
+    external_id: str | None = Field(default=None, alias="externalId")
+    messenger_user_id: str | None = Field(default=None, alias="messengerUserId")
+    push_registration_id: str | None = Field(default=None, alias="pushRegistrationId")
+    platform: str | None = None
+    variables: dict[str, Scalar] | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone_is_text(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
+
+class SmsChannelIn(WireModel):
+    # Optional only when the message names a template that has SMS text.
+    text: Annotated[str | None, Field(min_length=1)] = None
+    from_: str | None = Field(default=None, alias="from")
+    provider: str | None = None
+    validity_period: int | None = Field(default=None, alias="validityPeriod")
+    required: bool | None = None
+
+
+class RichChannelIn(WireModel):
+    """E-mail, Telegram and WhatsApp content and delivery settings (TWIN's channel object)."""
+
+    text: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    provider: str | None = None
+    validity_period: int | None = Field(default=None, alias="validityPeriod")
+    required: bool | None = None
+    subject: str | None = None
+    html: str | None = None
+    from_name: str | None = Field(default=None, alias="fromName")
+    image_url: str | None = Field(default=None, alias="imageUrl")
+    button_url: str | None = Field(default=None, alias="buttonUrl")
+    button_text: str | None = Field(default=None, alias="buttonText")
+    # WhatsApp's approved template, used outside the 24-hour window (Twilio Content API).
+    content_sid: str | None = Field(
+        default=None, alias="contentSid", pattern=r"^HX[0-9a-fA-F]{32}$"
+    )
+    template_name: str | None = Field(default=None, alias="templateName")  # Meta's template
+    language: str | None = Field(default=None, max_length=20)
+    template_data: dict[str, Scalar] | None = Field(default=None, alias="templateData")
+
+
+class MessageIn(WireModel):
+    destinations: Annotated[list[DestinationIn], Field(min_length=1, max_length=1000)]
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, alias="callbackUrl")
+    callback_data: str | None = Field(default=None, alias="callbackData")
+    group_id: str | None = Field(default=None, alias="groupId", max_length=100)
+    template_id: str | None = Field(default=None, alias="templateId")
+    use_short_links: bool | None = Field(default=None, alias="useShortLinks")
+    validate_: bool | None = Field(default=None, alias="validate")
+    allowed_time_ranges: list[list[str]] | None = Field(default=None, alias="allowedTimeRanges")
+    send_at: Any = Field(default=None, alias="sendAt")
+    # Herald's additions: the recipient's IANA zone for allowedTimeRanges, and template
+    # variables shared by every destination (each destination's own override them).
+    timezone: str | None = Field(default=None, max_length=64)
+    variables: dict[str, Scalar] | None = None
+
+
+class CreateMessagesIn(WireModel):
+    company_id: str | int | None = Field(default=None, alias="companyId")
+    task_id: str | None = Field(default=None, alias="taskId", max_length=100)
+    bulk_id: str | None = Field(default=None, alias="bulkId", max_length=36)
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=1000)]
+
+
+IdList = str | list[str] | None
+
+
+class CancelMessagesIn(WireModel):
+    id: IdList = None
+    bulk_id: IdList = Field(default=None, alias="bulkId")
+    group_id: IdList = Field(default=None, alias="groupId")
+    flow_id: IdList = Field(default=None, alias="flowId")
+    task_id: IdList = Field(default=None, alias="taskId")
+
+
+def id_list(value: IdList) -> list[str]:
+    """TWIN sends id filters as a comma-separated string or as an array: accept both."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def pydantic_code(error_type: str) -> str:
+    """A stable machine code for one of pydantic's error types."""
+    return {
+        "missing": "missing_field",
+        "extra_forbidden": "unknown_field",
+        "json_invalid": "malformed_json",
+    }.get(error_type, "invalid_field")

@@ -1,0 +1,244 @@
+"""One request message as a plan: its channels in cascade order, and each recipient's content.
+
+Channels are tried in the order the request (or, without one, the template) lists them; a
+recipient only gets the channels it has an address for: SMS and WhatsApp need ``phone``,
+e-mail ``email``, Telegram ``messengerUserId`` (the chat id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from herald.channels.email import validate_email_address
+from herald.domain.phones import InvalidPhone, to_e164
+from herald.errors import ValidationFailed
+from herald.schemas.messages import (
+    DestinationIn,
+    MessageIn,
+    RichChannelIn,
+    SmsChannelIn,
+    pydantic_code,
+)
+from herald.services.composition import CompositionProblem, compose_rich, compose_sms
+from herald.services.problems import Problems
+from herald.services.senders import SenderDirectory
+from herald.services.short_links import PlannedLink
+from herald.services.templates import TemplateSnapshot, merge_variables
+from herald.store.senders import Sender
+
+SUPPORTED_CHANNELS = ("sms", "email", "telegram", "whatsapp")
+ADDRESS_FIELD = {
+    "sms": "phone",
+    "whatsapp": "phone",
+    "email": "email",
+    "telegram": "messengerUserId",
+}
+DESTINATION_FIELDS = {"phone", "email", "messengerUserId", "variables"}
+
+ChannelSpec = SmsChannelIn | RichChannelIn
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    channel: str
+    spec: ChannelSpec
+    sender: Sender
+
+
+@dataclass(frozen=True, slots=True)
+class StepContent:
+    step: Step
+    address: str
+    body: str
+    content: dict[str, Any] | None
+    segments: int | None
+    links: list[PlannedLink]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    destination: dict[str, str]
+    phone: str | None
+    variables: dict[str, Any]
+    contents: list[StepContent]
+
+
+def channel_specs(
+    msg: MessageIn, template: TemplateSnapshot | None, path: str, problems: Problems
+) -> list[tuple[str, ChannelSpec]]:
+    """The message's channels in order, each parsed into its request model."""
+    raw = {key.lower(): value for key, value in msg.channels.items()}
+    if not raw and template is not None:
+        raw = {key: {} for key in template.channels if key in SUPPORTED_CHANNELS}
+    if not raw:
+        problems.add(
+            f"{path}.channels",
+            "Give at least one channel, e.g. 'sms' with a 'text'.",
+            "missing_channel",
+        )
+        return []
+    specs: list[tuple[str, ChannelSpec]] = []
+    for key, value in raw.items():
+        if key not in SUPPORTED_CHANNELS:
+            problems.add(
+                f"{path}.channels.{key}",
+                f"Channel '{key}' is not supported yet; supported: "
+                f"{', '.join(SUPPORTED_CHANNELS)}.",
+                "unsupported_channel",
+            )
+            continue
+        model: type[ChannelSpec] = SmsChannelIn if key == "sms" else RichChannelIn
+        try:
+            spec = model.model_validate(value or {})
+        except ValidationError as e:
+            for err in e.errors():
+                where = ".".join(str(part) for part in err["loc"])
+                problems.add(
+                    f"{path}.channels.{key}.{where}", err["msg"], pydantic_code(err["type"])
+                )
+            continue
+        if key == "sms" and spec.text is None and template is None:
+            problems.add(f"{path}.channels.sms.text", "Field required", "missing_field")
+            continue
+        specs.append((key, spec))
+    return specs
+
+
+async def resolve_steps(
+    specs: list[tuple[str, ChannelSpec]],
+    senders: SenderDirectory,
+    path: str,
+    problems: Problems,
+) -> list[Step]:
+    """Each channel with the sender it goes out through."""
+    steps = []
+    for key, spec in specs:
+        try:
+            sender = await senders.resolve(key, spec.from_)
+        except ValidationFailed as e:
+            problems.add(f"{path}.channels.{key}.from", e.message, e.code)
+            continue
+        if spec.provider and spec.provider.lower() not in (sender.provider, "twin"):
+            problems.add(
+                f"{path}.channels.{key}.provider",
+                f"The sender {sender.from_address} uses {sender.provider}, not {spec.provider}.",
+                "provider_mismatch",
+            )
+            continue
+        steps.append(Step(key, spec, sender))
+    return steps
+
+
+def _addresses(dest: DestinationIn, dpath: str, problems: Problems) -> dict[str, str] | None:
+    addresses: dict[str, str] = {}
+    ok = True
+    if dest.phone:
+        try:
+            addresses["phone"] = to_e164(dest.phone)
+        except InvalidPhone as e:
+            problems.add(f"{dpath}.phone", f"{e}.", "invalid_phone")
+            ok = False
+    if dest.email:
+        try:
+            addresses["email"] = validate_email_address(dest.email)
+        except ValueError as e:
+            problems.add(f"{dpath}.email", f"{e}.", "invalid_email")
+            ok = False
+    if dest.messenger_user_id:
+        addresses["messengerUserId"] = dest.messenger_user_id.strip()
+    return addresses if ok else None
+
+
+def recipient_for(
+    dest: DestinationIn,
+    dpath: str,
+    msg: MessageIn,
+    steps: list[Step],
+    template: TemplateSnapshot | None,
+    problems: Problems,
+    *,
+    short_link_base: str,
+) -> Recipient | None:
+    """One destination's content on each channel it has an address for."""
+    for key, value in dest.model_dump(by_alias=True).items():
+        if key not in DESTINATION_FIELDS and value not in (None, {}, ""):
+            problems.add(
+                f"{dpath}.{key}",
+                f"'{key}' is not supported by this Herald yet.",
+                "unsupported_field",
+            )
+    addresses = _addresses(dest, dpath, problems)
+    if addresses is None:
+        return None
+    reachable = [step for step in steps if ADDRESS_FIELD[step.channel] in addresses]
+    if not reachable:
+        needed = sorted({ADDRESS_FIELD[s.channel] for s in steps})
+        code = "missing_phone" if needed == ["phone"] else "missing_address"
+        problems.add(
+            f"{dpath}",
+            f"The destination has no address for any of the message's "
+            f"channels: give {' or '.join(needed)}.",
+            code,
+        )
+        return None
+    variables = merge_variables(msg.variables, dest.variables)
+    contents = []
+    for step in reachable:
+        try:
+            contents.append(_content(step, addresses, msg, template, variables, short_link_base))
+        except CompositionProblem as e:
+            # A literal text is the request's own problem; a rendered one depends on this
+            # destination's variables, so point there.
+            rendered = template is not None or bool(variables)
+            where = (
+                dpath
+                if rendered
+                else f"{dpath.rsplit('.destinations', 1)[0]}.channels.{step.channel}.text"
+            )
+            problems.add(where, f"{e.message}.", e.code)
+            return None
+    return Recipient(addresses, addresses.get("phone"), variables, contents)
+
+
+def _content(
+    step: Step,
+    addresses: dict[str, str],
+    msg: MessageIn,
+    template: TemplateSnapshot | None,
+    variables: dict[str, Any],
+    short_link_base: str,
+) -> StepContent:
+    address = addresses[ADDRESS_FIELD[step.channel]]
+    if isinstance(step.spec, SmsChannelIn):
+        overrides = {"text": step.spec.text} if step.spec.text is not None else {}
+        sms = compose_sms(
+            template,
+            overrides,
+            variables,
+            short_links_base=short_link_base if msg.use_short_links else None,
+            smart_encoding=step.sender.smart_encoding,
+        )
+        return StepContent(step, address, sms.text, None, sms.segments, sms.links)
+    overrides = step.spec.model_dump(
+        by_alias=True,
+        exclude_none=True,
+        include={
+            "text",
+            "subject",
+            "html",
+            "image_url",
+            "button_url",
+            "button_text",
+            "content_sid",
+            "template_name",
+            "language",
+        },
+    )
+    rich = compose_rich(template, step.channel, overrides, variables)
+    content: dict[str, Any] = dict(rich.content)
+    if isinstance(step.spec, RichChannelIn) and step.spec.template_data:
+        content["templateData"] = {k: str(v) for k, v in step.spec.template_data.items()}
+    return StepContent(step, address, rich.text, content or None, None, [])

@@ -1,0 +1,310 @@
+"""Messages: reading them back, cancelling them (accepting them: ``accepting.py``)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.domain.phones import InvalidPhone, to_e164
+from herald.domain.statuses import SUCCESS, Status, is_cancellable, message_status
+from herald.errors import Conflict, InvalidRequest, NotFound
+from herald.schemas.messages import (
+    CancelMessagesIn,
+    id_list,
+)
+from herald.services.short_links import (
+    link_stats_for_messages,
+)
+from herald.services.tracking import Changes, apply_status, detach
+from herald.services.views import delivery_item, iso, message_item
+from herald.store.db import is_postgres
+from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.senders import Sender
+
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
+
+
+def _primary(deliveries: list[Delivery]) -> Delivery:
+    """The channel that speaks for the message: where it was delivered, else the furthest
+    one the cascade reached."""
+    for delivery in deliveries:
+        if delivery.status in SUCCESS:
+            return delivery
+    reached = [d for d in deliveries if d.status not in (Status.PENDING, Status.SKIPPED)]
+    return max(reached or deliveries, key=lambda d: d.step)
+
+
+async def get_message(session: AsyncSession, project_id: str, message_id: str) -> dict[str, Any]:
+    """One message with every channel's delivery, its attempts, and the whole history."""
+    message = await session.scalar(
+        select(Message).where(Message.id == message_id, Message.project_id == project_id)
+    )
+    if message is None:
+        raise NotFound(f"No message with id {message_id}.", code="message_not_found")
+    rows = (
+        await session.execute(
+            select(Delivery, Sender.provider)
+            .join(Sender, Sender.id == Delivery.sender_id)
+            .where(Delivery.message_id == message.id)
+            .order_by(Delivery.step)
+        )
+    ).all()
+    providers = {d.id: p for d, p in rows}
+    deliveries = [d for d, _ in rows]
+    events = (
+        await session.scalars(
+            select(StatusEvent).where(StatusEvent.message_id == message.id).order_by(StatusEvent.id)
+        )
+    ).all()
+    attempts = (
+        await session.scalars(
+            select(Attempt)
+            .where(Attempt.delivery_id.in_(providers))
+            .order_by(Attempt.delivery_id, Attempt.number)
+        )
+    ).all()
+    links = (await link_stats_for_messages(session, [message.id])).get(message.id)
+    primary = _primary(deliveries)
+    item = message_item(
+        message,
+        primary,
+        provider=providers[primary.id],
+        events=events,
+        attempts=[a for a in attempts if a.delivery_id == primary.id],
+        links=links,
+        channel_of={d.id: d.channel for d in deliveries},
+    )
+    item["deliveries"] = [
+        delivery_item(d, providers[d.id], [a for a in attempts if a.delivery_id == d.id])
+        for d in deliveries
+    ]
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    ids: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    phone: str | None = None
+    group_ids: Sequence[str] = ()
+    task_ids: Sequence[str] = ()
+    bulk_ids: Sequence[str] = ()
+    channel: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def _encode_cursor(message: Message) -> str:
+    raw = f"{message.created_at.isoformat()}|{message.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, message_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), message_id
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequest(
+            "The cursor is not one Herald gave out; start again without it.", code="invalid_cursor"
+        ) from e
+
+
+def _filtered(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
+    query = query.where(Message.project_id == project_id)
+    if f.ids:
+        query = query.where(Message.id.in_(f.ids))
+    if f.statuses:
+        unknown = [s for s in f.statuses if s not in Status.__members__.values()]
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown status {unknown[0]!r}; use one of: {', '.join(s.value for s in Status)}.",
+                code="invalid_status",
+            )
+        query = query.where(Message.status.in_(f.statuses))
+    if f.phone:
+        try:
+            phone = to_e164(f.phone)
+        except InvalidPhone as e:
+            raise InvalidRequest(
+                f"The phone filter is not a valid number: {e}", code="invalid_phone"
+            ) from e
+        query = query.where(Message.phone == phone)
+    if f.group_ids:
+        query = query.where(Message.group_id.in_(f.group_ids))
+    if f.task_ids:
+        query = query.where(Message.task_id.in_(f.task_ids))
+    if f.bulk_ids:
+        query = query.where(Message.bulk_id.in_(f.bulk_ids))
+    if f.channel:
+        query = query.where(Message.channel == f.channel.lower())
+    if f.created_from:
+        query = query.where(Message.created_at >= f.created_from)
+    if f.created_to:
+        query = query.where(Message.created_at < f.created_to)
+    return query
+
+
+async def list_messages(
+    session: AsyncSession,
+    project_id: str,
+    f: MessageFilter,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    offset: int = 0,
+    with_count: bool = True,
+) -> dict[str, Any]:
+    """A page of messages, newest first, in TWIN's ``{count, items}`` shape plus a cursor."""
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("'limit' must be between 1 and 1000.", code="invalid_limit")
+    query = _filtered(
+        select(Message, Delivery, Sender.provider)
+        # One row per message: its first channel (the whole cascade is in the single view).
+        .join(Delivery, (Delivery.message_id == Message.id) & (Delivery.step == 0))
+        .join(Sender, Sender.id == Delivery.sender_id),
+        project_id,
+        f,
+    )
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(
+            (Message.created_at < created)
+            | ((Message.created_at == created) & (Message.id < last_id))
+        )
+    elif offset:
+        query = query.offset(offset)
+    rows = (
+        await session.execute(
+            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+        )
+    ).all()
+    page = rows[:limit]
+    links = await link_stats_for_messages(session, [m.id for m, _, _ in page])
+    count = -1
+    if with_count:
+        count = (
+            await session.scalar(
+                _filtered(select(func.count()).select_from(Message), project_id, f)
+            )
+            or 0
+        )
+    return {
+        "count": count if with_count else len(page),
+        "items": [message_item(m, d, provider=p, links=links.get(m.id)) for m, d, p in page],
+        "nextCursor": _encode_cursor(page[-1][0]) if len(rows) > limit else None,
+    }
+
+
+async def cancel_messages(
+    session: AsyncSession, project_id: str, request: CancelMessagesIn, *, now: datetime
+) -> list[dict[str, Any]]:
+    """Cancel every addressed message not yet handed to a provider.
+
+    The status check is part of the UPDATE itself, so a worker claiming the message at the same
+    moment either wins (the message is sent, the cancel reports 409) or loses (it is never sent).
+    """
+    ids, bulk_ids = id_list(request.id), id_list(request.bulk_id)
+    group_ids = id_list(request.group_id) + id_list(request.flow_id)
+    task_ids = id_list(request.task_id)
+    if not (ids or bulk_ids or group_ids or task_ids):
+        raise InvalidRequest(
+            "Say which messages to cancel: give 'id', 'bulkId', 'groupId' or 'taskId'.",
+            code="nothing_to_cancel",
+        )
+    f = MessageFilter(ids=ids, bulk_ids=bulk_ids, group_ids=group_ids, task_ids=task_ids)
+    query = _filtered(
+        select(Message, Delivery).join(Delivery, Delivery.message_id == Message.id), project_id, f
+    ).order_by(Message.id, Delivery.id)
+    if is_postgres(session):
+        # The dispatcher claims with SKIP LOCKED: while we hold these rows it cannot take them,
+        # and if it holds them we wait and then see that they are already sending.
+        query = query.with_for_update(of=(Message, Delivery))
+    rows = (await session.execute(query)).all()
+    detach(session)
+    family: dict[str, tuple[Message, list[Delivery]]] = {}
+    for message, delivery in rows:
+        family.setdefault(message.id, (message, []))[1].append(delivery)
+    missing = [i for i in ids if i not in family]
+    if missing:
+        raise NotFound(
+            f"No message with id {missing[0]}.", code="message_not_found", details={"ids": missing}
+        )
+    results: list[dict[str, Any]] = []
+    cancelled_any = False
+    changes = Changes(siblings={mid: ds for mid, (_, ds) in family.items() if len(ds) > 1})
+    for message, deliveries in family.values():
+        error = None
+        # Only a message none of whose channels has reached a provider can be cancelled.
+        if all(is_cancellable(Status(d.status)) for d in deliveries):
+            for delivery in deliveries:
+                apply_status(
+                    changes,
+                    message,
+                    delivery,
+                    Status.CANCELLED,
+                    source="api",
+                    at=now,
+                    detail="cancelled by the client",
+                )
+            cancelled_any = True
+        else:
+            error = {
+                "message": f"Message {message.id} is already {message.status} and can no longer "
+                "be cancelled.",
+                "file": "",
+                "line": 0,
+                "trace": [],
+            }
+        results.append(
+            {
+                "id": message.id,
+                "bulkId": message.bulk_id,
+                "groupId": message.group_id,
+                "flowId": message.group_id,
+                "status": message.status,
+                "channel": message.channel,
+                "error": error,
+            }
+        )
+    await changes.write(session)
+    if ids and not cancelled_any:
+        statuses = sorted({r["status"] for r in results})
+        raise Conflict(
+            f"The message{'s are' if len(results) > 1 else ' is'} already "
+            f"{' / '.join(statuses)} and can no longer be cancelled.",
+            code="not_cancellable",
+            details={"results": results},
+        )
+    return results
+
+
+async def get_group(session: AsyncSession, project_id: str, group_id: str) -> dict[str, Any]:
+    """A group's overall status: delivered as soon as any member (device, address) is."""
+    members = list(
+        await session.scalars(
+            select(Message)
+            .where(Message.project_id == project_id, Message.group_id == group_id)
+            .order_by(Message.created_at, Message.id)
+        )
+    )
+    if not members:
+        raise NotFound(f"No message belongs to group {group_id}.", code="group_not_found")
+    status = message_status([(Status(m.status), 0) for m in members])
+    delivered = next((m for m in members if m.status in SUCCESS), None)
+    return {
+        "groupId": group_id,
+        "status": status.value,
+        "deliveredMessageId": delivered.id if delivered else None,
+        "deliveredAt": iso(delivered.delivered_at) if delivered else None,
+        "messages": [
+            {"id": m.id, "status": m.status, "channel": m.channel, "destination": m.destination}
+            for m in members
+        ],
+    }

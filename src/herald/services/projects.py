@@ -1,0 +1,119 @@
+"""Projects: creation, API-key authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.channels.sandbox import SANDBOX_FROM
+from herald.domain.timezones import InvalidTimeZone, load_zone
+from herald.errors import Unauthorized, ValidationFailed
+from herald.services.vault import Vault
+from herald.store.projects import Project
+from herald.store.senders import Sender
+
+KEY_PREFIX = "hrld_"
+
+
+class Unset:
+    """Marks a field the caller did not send (None means "clear it")."""
+
+
+UNSET = Unset()
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedProject:
+    project_id: str
+    name: str
+    api_key: str
+    webhook_secret: str
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+async def create_project(session: AsyncSession, vault: Vault, name: str) -> CreatedProject:
+    """A new project with a fresh API key, webhook secret and a default sandbox SMS sender."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed(
+            "A project name must be 1 to 200 characters long.", code="invalid_project_name"
+        )
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+    project = Project(
+        name=name,
+        api_key_hash=hash_key(api_key),
+        api_key_prefix=api_key[:12],
+        webhook_secret_encrypted=vault.encrypt(webhook_secret),
+    )
+    session.add(project)
+    await session.flush()
+    # Every project can send at once, without credentials, through the sandbox.
+    session.add(
+        Sender(
+            project_id=project.id,
+            channel="sms",
+            provider="sandbox",
+            from_address=SANDBOX_FROM,
+            credentials_encrypted=vault.encrypt_json({}),
+            is_default=True,
+        )
+    )
+    return CreatedProject(project.id, project.name, api_key, webhook_secret)
+
+
+async def authenticate(session: AsyncSession, api_key: str) -> Project:
+    """The project an API key belongs to."""
+    project = await session.scalar(select(Project).where(Project.api_key_hash == hash_key(api_key)))
+    if project is None:
+        raise Unauthorized(
+            "The API key is not valid. Send 'Authorization: Bearer <apiKey>' with the key "
+            "printed by 'herald projects create'.",
+            code="invalid_api_key",
+        )
+    return project
+
+
+async def list_projects(session: AsyncSession) -> list[Project]:
+    return list(await session.scalars(select(Project).order_by(Project.created_at)))
+
+
+async def get_project(session: AsyncSession, project_id: str) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise Unauthorized("The project of this API key no longer exists.", code="invalid_api_key")
+    return project
+
+
+async def update_settings(
+    session: AsyncSession,
+    project_id: str,
+    *,
+    default_timezone: str | Unset | None = UNSET,
+    rate_limit: float | Unset | None = UNSET,
+) -> Project:
+    """Change the project's default time zone and/or its own sending-rate cap."""
+    project = await get_project(session, project_id)
+    if not isinstance(default_timezone, Unset):
+        if default_timezone is not None:
+            try:
+                load_zone(default_timezone)
+            except InvalidTimeZone as e:
+                raise ValidationFailed(f"{e}.", code="invalid_timezone") from e
+        project.default_timezone = default_timezone
+    if not isinstance(rate_limit, Unset):
+        if rate_limit is not None and not (0 < rate_limit <= 100_000):
+            raise ValidationFailed(
+                "The rate limit must be between 0 and 100000 messages per second "
+                "(null removes it).",
+                code="invalid_rate_limit",
+            )
+        project.rate_limit = rate_limit
+    return project

@@ -1,0 +1,285 @@
+"""Senders: registering provider accounts and choosing the one a message goes out through."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.channels.base import SenderAccount
+from herald.channels.email import parse_smtp_url, validate_email_address
+from herald.channels.telegram import DEFAULT_BASE_URL as TELEGRAM_BASE_URL
+from herald.channels.twilio import DEFAULT_BASE_URL
+from herald.channels.whatsapp_meta import DEFAULT_BASE_URL as META_BASE_URL
+from herald.domain.phones import InvalidPhone, to_e164
+from herald.errors import Conflict, NotFound, ValidationFailed
+from herald.services.vault import Vault
+from herald.store.senders import Sender
+
+PROVIDERS = {
+    "sms": ("twilio", "sandbox"),
+    "email": ("smtp",),
+    "telegram": ("telegram",),
+    "whatsapp": ("twilio-whatsapp", "meta-whatsapp"),
+}
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+# Twilio alphanumeric sender IDs: up to 11 letters, digits and spaces, at least one letter.
+_ALPHANUMERIC_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+
+
+@dataclass(frozen=True, slots=True)
+class NewSender:
+    channel: str
+    provider: str
+    from_address: str
+    account_sid: str | None = None
+    auth_token: str | None = None
+    base_url: str | None = None
+    rate_limit: float | None = None
+    default: bool | None = None
+    smart_encoding: bool = False
+    # Other channels' secrets: SMTP username/password, a Telegram bot token.
+    username: str | None = None
+    password: str | None = None
+    bot_token: str | None = None
+    # Meta's WhatsApp Cloud API: the phone number id goes in account_sid's place.
+    access_token: str | None = None
+    app_secret: str | None = None
+    verify_token: str | None = None
+
+
+def _invalid(message: str, field: str, code: str = "invalid_sender") -> ValidationFailed:
+    return ValidationFailed(message, code=code, details={"field": field})
+
+
+def _checked_from(channel: str, from_address: str) -> str:
+    if channel == "email":
+        try:
+            return validate_email_address(from_address)
+        except ValueError as e:
+            raise _invalid(f"'from' must be the sender's e-mail address: {e}", "from") from e
+    if channel == "telegram":
+        if not from_address:
+            raise _invalid("'from' must name the bot, e.g. @herald_bot.", "from")
+        return from_address
+    if channel == "sms" and _ALPHANUMERIC_ID.match(from_address) and not from_address.isdigit():
+        return from_address
+    try:
+        return to_e164(from_address)
+    except InvalidPhone as e:
+        what = (
+            "" if channel == "whatsapp" else " or an alphanumeric sender ID of up to 11 characters"
+        )
+        raise _invalid(
+            f"'from' must be a phone number in E.164 (+15551234567){what}: {e}", "from"
+        ) from e
+
+
+def _checked_base_url(provider: str, base_url: str | None) -> str | None:
+    if provider == "smtp":
+        if not base_url:
+            raise _invalid(
+                "'baseUrl' is required for e-mail: smtp://host:587 (STARTTLS) or smtps://host:465.",
+                "baseUrl",
+            )
+        try:
+            parse_smtp_url(base_url)
+        except ValueError as e:
+            raise _invalid(f"'baseUrl' is not a usable SMTP URL: {e}", "baseUrl") from e
+        return base_url
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _invalid("'baseUrl' must be an absolute http(s) URL.", "baseUrl")
+    if provider in ("twilio", "twilio-whatsapp"):
+        return base_url or DEFAULT_BASE_URL
+    if provider == "telegram":
+        return base_url or TELEGRAM_BASE_URL
+    if provider == "meta-whatsapp":
+        return base_url or META_BASE_URL
+    return base_url
+
+
+def _validated(new: NewSender) -> NewSender:
+    channel = new.channel.lower()
+    provider = new.provider.lower()
+    if channel not in PROVIDERS:
+        raise _invalid(
+            f"Channel {new.channel!r} is not supported; use one of: {', '.join(PROVIDERS)}.",
+            "channel",
+        )
+    if provider not in PROVIDERS[channel]:
+        allowed = ", ".join(PROVIDERS[channel])
+        raise _invalid(
+            f"Provider {new.provider!r} is not supported for {channel}; use {allowed}.", "provider"
+        )
+    from_address = _checked_from(channel, new.from_address.strip())
+    base_url = _checked_base_url(provider, new.base_url)
+    if new.rate_limit is not None and not (0 < new.rate_limit <= 10_000):
+        raise _invalid("'rateLimit' must be between 0 and 10000 messages per second.", "rateLimit")
+    if provider in ("twilio", "twilio-whatsapp"):
+        if not new.account_sid or not _ACCOUNT_SID.match(new.account_sid):
+            raise _invalid(
+                "'accountSid' must be a Twilio Account SID: AC followed by 32 hex digits.",
+                "accountSid",
+            )
+        if not new.auth_token:
+            raise _invalid("'authToken' is required for Twilio.", "authToken")
+    if provider == "meta-whatsapp":
+        if not new.account_sid or not new.account_sid.isdigit():
+            raise _invalid(
+                "'phoneNumberId' (digits, from Meta's WhatsApp Manager) is required.",
+                "phoneNumberId",
+            )
+        for value, field in (
+            (new.access_token, "accessToken"),
+            (new.app_secret, "appSecret"),
+            (new.verify_token, "verifyToken"),
+        ):
+            if not value:
+                raise _invalid(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
+    if provider == "telegram" and not new.bot_token:
+        raise _invalid("'botToken' is required for Telegram (from @BotFather).", "botToken")
+    return replace(
+        new, channel=channel, provider=provider, from_address=from_address, base_url=base_url
+    )
+
+
+def _credentials(new: NewSender) -> dict[str, str]:
+    pairs = {
+        "authToken": new.auth_token,
+        "username": new.username,
+        "password": new.password,
+        "botToken": new.bot_token,
+        "accessToken": new.access_token,
+        "appSecret": new.app_secret,
+        "verifyToken": new.verify_token,
+    }
+    return {key: value for key, value in pairs.items() if value}
+
+
+async def add_sender(
+    session: AsyncSession, vault: Vault, project_id: str, new: NewSender
+) -> Sender:
+    """Register a sender. The first real (non-sandbox) one becomes the default."""
+    new = _validated(new)
+    current_default = await session.scalar(
+        select(Sender).where(
+            Sender.project_id == project_id,
+            Sender.channel == new.channel,
+            Sender.is_default.is_(True),
+        )
+    )
+    make_default = new.default
+    if make_default is None:
+        make_default = current_default is None or (
+            current_default.provider == "sandbox" and new.provider != "sandbox"
+        )
+    if make_default:
+        await session.execute(
+            update(Sender)
+            .where(Sender.project_id == project_id, Sender.channel == new.channel)
+            .values(is_default=False)
+        )
+    credentials = _credentials(new)
+    sender = Sender(
+        project_id=project_id,
+        channel=new.channel,
+        provider=new.provider,
+        from_address=new.from_address,
+        account_id=new.account_sid,
+        credentials_encrypted=vault.encrypt_json(credentials),
+        base_url=new.base_url,
+        rate_limit=new.rate_limit,
+        is_default=make_default,
+        smart_encoding=new.smart_encoding,
+    )
+    session.add(sender)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as e:
+        raise Conflict(
+            f"This project already has a {new.channel} sender from {new.from_address}.",
+            code="sender_exists",
+        ) from e
+    return sender
+
+
+async def list_senders(
+    session: AsyncSession,
+    project_id: str,
+    *,
+    channel: str | None = None,
+    provider: str | None = None,
+) -> list[Sender]:
+    query = select(Sender).where(Sender.project_id == project_id)
+    if channel:
+        query = query.where(Sender.channel == channel.lower())
+    if provider:
+        query = query.where(Sender.provider == provider.lower())
+    return list(await session.scalars(query.order_by(Sender.created_at)))
+
+
+async def delete_sender(session: AsyncSession, project_id: str, sender_id: str) -> None:
+    sender = await session.get(Sender, sender_id)
+    if sender is None or sender.project_id != project_id:
+        raise NotFound(f"No sender with id {sender_id}.", code="sender_not_found")
+    await session.delete(sender)
+
+
+class SenderDirectory:
+    """Finds the sender for a message; caches each project's senders for a request's life."""
+
+    def __init__(self, session: AsyncSession, project_id: str) -> None:
+        self._session = session
+        self._project_id = project_id
+        self._by_channel: dict[str, list[Sender]] = {}
+
+    async def resolve(self, channel: str, from_address: str | None) -> Sender:
+        """The sender whose ``from`` matches, else the project's default for the channel."""
+        if channel not in self._by_channel:
+            self._by_channel[channel] = await list_senders(
+                self._session, self._project_id, channel=channel
+            )
+        senders = self._by_channel[channel]
+        if from_address:
+            for sender in senders:
+                if sender.from_address == from_address:
+                    return sender
+            wanted = from_address
+            with contextlib.suppress(InvalidPhone):
+                wanted = to_e164(from_address)
+            for sender in senders:
+                if sender.from_address == wanted:
+                    return sender
+            raise ValidationFailed(
+                f"No {channel} sender is registered with from {from_address!r}. Register it "
+                "with POST /api/v1/senders, or leave 'from' out to use the default sender.",
+                code="unknown_sender",
+                details={"from": from_address},
+            )
+        for sender in senders:
+            if sender.is_default:
+                return sender
+        raise ValidationFailed(
+            f"The project has no default {channel} sender; register one with POST /api/v1/senders.",
+            code="no_sender",
+        )
+
+
+def account_of(sender: Sender, vault: Vault) -> SenderAccount:
+    """A sender's settings with its credentials decrypted, for an adapter."""
+    return SenderAccount(
+        id=sender.id,
+        provider=sender.provider,
+        from_address=sender.from_address,
+        account_id=sender.account_id,
+        credentials=vault.decrypt_json(sender.credentials_encrypted),
+        base_url=sender.base_url,
+    )

@@ -1,0 +1,36 @@
+"""Every model, imported in one place so metadata (and Alembic) sees the whole schema."""
+
+from herald.store.base import Base
+from herald.store.bots import Bot, ContactActivity, Conversation, ConversationMessage, Suppression
+from herald.store.callbacks import ClientCallback, ClientCallbackAttempt
+from herald.store.idempotency import IdempotentRequest
+from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.projects import Project
+from herald.store.senders import Sender
+from herald.store.short_links import LinkClick, ShortLink
+from herald.store.tasks import Task, TaskRow
+from herald.store.templates import Template, TemplateVersion
+
+__all__ = [
+    "Attempt",
+    "Base",
+    "Bot",
+    "ClientCallback",
+    "ClientCallbackAttempt",
+    "ContactActivity",
+    "Conversation",
+    "ConversationMessage",
+    "Delivery",
+    "IdempotentRequest",
+    "LinkClick",
+    "Message",
+    "Project",
+    "Sender",
+    "ShortLink",
+    "StatusEvent",
+    "Suppression",
+    "Task",
+    "TaskRow",
+    "Template",
+    "TemplateVersion",
+]

@@ -1,0 +1,27 @@
+"""Projects (tenants), their API keys and webhook secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from herald.store.base import Base, UTCDateTime, new_id, utcnow
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the key: keys are 256 random bits, so a fast hash is as safe as a slow one.
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_prefix: Mapped[str] = mapped_column(String(16))
+    webhook_secret_encrypted: Mapped[str] = mapped_column(String(500))
+    # Recipients whose zone is neither given nor derivable from their number live here.
+    default_timezone: Mapped[str | None] = mapped_column(String(64))
+    # The project's own cap on its sending rate (messages/s), paced like a sender's.
+    rate_limit: Mapped[float | None] = mapped_column(Float)
+    rate_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

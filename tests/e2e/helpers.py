@@ -1,0 +1,77 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests.fakes.twilio import FakeTwilio
+
+FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
+
+
+async def add_twilio_sender(
+    client: httpx.AsyncClient,
+    fake: FakeTwilio,
+    *,
+    from_: str = "+15005550006",
+    base_url: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": from_,
+            "accountSid": fake.account_sid,
+            "authToken": fake.auth_token,
+            "baseUrl": base_url or fake.base_url,
+            **extra,
+        },
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def send_sms(client: httpx.AsyncClient, to: str, text: str, **message: Any) -> str:
+    response = await client.post(
+        "/api/v1/messages",
+        json={
+            "messages": [
+                {
+                    "destinations": [{"phone": to}],
+                    "channels": {"sms": {"text": text}},
+                    **message,
+                }
+            ]
+        },
+    )
+    assert response.status_code == 201, response.text
+    message_id: str = response.json()[0]["id"]
+    return message_id
+
+
+async def wait_status(
+    client: httpx.AsyncClient,
+    message_id: str,
+    wanted: set[str] | None = None,
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    """Poll the message until its status is in ``wanted`` (any final status by default)."""
+    wanted = wanted or FINAL
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await client.get(f"/api/v1/messages/{message_id}")
+            assert response.status_code == 200, response.text
+            data: dict[str, Any] = response.json()
+            if data["status"] in wanted:
+                return data
+            await asyncio.sleep(0.05)
+
+
+def statuses(message: dict[str, Any]) -> list[str]:
+    return [event["status"] for event in message["history"]]

@@ -1,0 +1,371 @@
+"""The messages API's contract: bad input, auth, isolation, idempotency, reading, cancelling.
+
+Herald runs without its dispatcher here, so messages stay where the API put them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from herald.config import Settings
+from tests.servers import RunningHerald, running_herald
+
+
+@pytest.fixture
+async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
+    async with running_herald(settings, run_workers=False) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(herald: RunningHerald) -> AsyncIterator[httpx.AsyncClient]:
+    async with herald.client() as c:
+        yield c
+
+
+def one(phone: str = "+14155552671", text: str = "hi", **extra: Any) -> dict[str, Any]:
+    return {"destinations": [{"phone": phone}], "channels": {"sms": {"text": text}}, **extra}
+
+
+async def count(client: httpx.AsyncClient) -> int:
+    response = await client.get("/api/v1/messages")
+    assert response.status_code == 200
+    total: int = response.json()["count"]
+    return total
+
+
+BAD_BODIES: list[tuple[str, Any, int, str]] = [
+    ("no messages key", {}, 422, "missing_field"),
+    ("empty messages", {"messages": []}, 422, "invalid_field"),
+    ("unknown top-level field", {"messages": [one()], "colour": "red"}, 422, "unknown_field"),
+    ("unknown message field", {"messages": [one(priority=1)]}, 422, "unknown_field"),
+    ("no destinations", {"messages": [{"channels": {"sms": {"text": "x"}}}]}, 422, "missing_field"),
+    ("invalid phone", {"messages": [one(phone="12345")]}, 422, "invalid_phone"),
+    ("letters as phone", {"messages": [one(phone="call me")]}, 422, "invalid_phone"),
+    (
+        "missing phone",
+        {"messages": [{"destinations": [{}], "channels": {"sms": {"text": "x"}}}]},
+        422,
+        "missing_phone",
+    ),
+    (
+        "no text",
+        {"messages": [{"destinations": [{"phone": "+14155552671"}], "channels": {"sms": {}}}]},
+        422,
+        "missing_field",
+    ),
+    ("empty text", {"messages": [one(text="")]}, 422, "invalid_field"),
+    ("text over 1600", {"messages": [one(text="a" * 1601)]}, 422, "text_too_long"),
+    (
+        "unknown channel field",
+        {
+            "messages": [
+                {
+                    "destinations": [{"phone": "+14155552671"}],
+                    "channels": {"sms": {"text": "x", "bold": 1}},
+                }
+            ]
+        },
+        422,
+        "unknown_field",
+    ),
+    (
+        "unsupported channel",
+        {
+            "messages": [
+                {"destinations": [{"phone": "+14155552671"}], "channels": {"pigeon": {"text": "x"}}}
+            ]
+        },
+        422,
+        "unsupported_channel",
+    ),
+    (
+        "unknown sender",
+        {
+            "messages": [
+                {
+                    "destinations": [{"phone": "+14155552671"}],
+                    "channels": {"sms": {"text": "x", "from": "+15550001"}},
+                }
+            ]
+        },
+        422,
+        "unknown_sender",
+    ),
+    ("bad callback url", {"messages": [one(callbackUrl="ftp://x")]}, 422, "invalid_callback_url"),
+    ("wrong type", {"messages": [{"destinations": "+1415", "channels": {}}]}, 422, "invalid_field"),
+    ("not an object", [1, 2], 422, "invalid_field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "code"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES]
+)
+async def test_bad_input_is_refused_clearly_and_stores_nothing(
+    client: httpx.AsyncClient, case: str, body: Any, status: int, code: str
+) -> None:
+    response = await client.post("/api/v1/messages", json=body)
+    assert response.status_code == status, response.text
+    data = response.json()
+    assert data["code"] == code
+    assert isinstance(data["error"], str) and len(data["error"]) > 10
+    assert await count(client) == 0
+
+
+async def test_every_problem_is_reported_at_once(client: httpx.AsyncClient) -> None:
+    body = {"messages": [one(phone="123"), one(text="b" * 2000)]}
+    response = await client.post("/api/v1/messages", json=body)
+    assert response.status_code == 422
+    paths = {e["path"] for e in response.json()["details"]["errors"]}
+    assert paths == {"messages[0].destinations[0].phone", "messages[1].channels.sms.text"}
+
+
+async def test_malformed_json_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/messages", content=b'{"messages": [', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_json"
+    assert await count(client) == 0
+
+
+async def test_one_bad_message_stores_none_of_the_batch(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/messages", json={"messages": [one(), one(phone="0")]})
+    assert response.status_code == 422
+    assert await count(client) == 0
+
+
+async def test_features_not_built_yet_are_refused(client: httpx.AsyncClient) -> None:
+    body = {
+        "messages": [
+            {
+                "destinations": [{"phone": "+14155552671", "pushRegistrationId": "r1"}],
+                "channels": {"sms": {"text": "x"}},
+            }
+        ]
+    }
+    response = await client.post("/api/v1/messages", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "unsupported_field"
+    unknown = await client.post("/api/v1/messages", json={"messages": [one(templateId="t1")]})
+    assert unknown.status_code == 422
+    assert unknown.json()["code"] == "template_not_found"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer  x y"])
+async def test_wrong_or_missing_api_key_is_401(herald: RunningHerald, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    async with httpx.AsyncClient(base_url=herald.url, headers=headers) as anon:
+        for method, path in [
+            ("GET", "/api/v1/messages"),
+            ("POST", "/api/v1/messages"),
+            ("GET", "/api/v1/senders"),
+        ]:
+            response = await anon.request(method, path, json={"messages": [one()]})
+            assert response.status_code == 401
+            assert response.json()["code"] in ("missing_api_key", "invalid_api_key")
+    async with herald.client() as client:
+        assert await count(client) == 0
+
+
+async def test_accepted_batch_answers_twin_shape(client: httpx.AsyncClient) -> None:
+    body = {
+        "companyId": None,
+        "taskId": None,
+        "bulkId": None,
+        "messages": [
+            {
+                "destinations": [{"phone": "+14155552671"}, {"phone": "+14155552672"}],
+                "channels": {"SMS": {"text": "hi", "from": "Sandbox"}},
+                "groupId": "g-1",
+            },
+        ],
+    }
+    response = await client.post("/api/v1/messages", json=body)
+    assert response.status_code == 201
+    results = response.json()
+    assert isinstance(results, list) and len(results) == 2
+    for r in results:
+        assert set(r) == {"id", "bulkId", "groupId", "flowId", "status", "channel", "error"}
+        assert r["groupId"] == "g-1" and r["status"] == "queued" and r["channel"] == "sms"
+        assert r["error"] is None
+    assert results[0]["bulkId"] == results[1]["bulkId"]
+
+
+async def test_idempotency_key_replays_the_first_answer(client: httpx.AsyncClient) -> None:
+    body = {"messages": [one()]}
+    first = await client.post("/api/v1/messages", json=body, headers={"Idempotency-Key": "k1"})
+    again = await client.post("/api/v1/messages", json=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await count(client) == 1
+    other = await client.post(
+        "/api/v1/messages",
+        json={"messages": [one(text="other")]},
+        headers={"Idempotency-Key": "k1"},
+    )
+    assert other.status_code == 409
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert await count(client) == 1
+
+
+async def test_projects_never_see_each_other(
+    herald: RunningHerald, client: httpx.AsyncClient
+) -> None:
+    created = (await client.post("/api/v1/messages", json={"messages": [one()]})).json()
+    message_id = created[0]["id"]
+    other = await herald.new_project("other")
+    async with herald.client(other.api_key) as intruder:
+        assert (await intruder.get(f"/api/v1/messages/{message_id}")).status_code == 404
+        assert (await intruder.get("/api/v1/messages")).json()["count"] == 0
+        listed = await intruder.get("/api/v1/messages", params={"id": message_id})
+        assert listed.json()["items"] == []
+        cancel = await intruder.delete(f"/api/v1/messages/{message_id}")
+        assert cancel.status_code == 404
+        senders = (await intruder.get("/api/v1/senders")).json()["items"]
+        assert all(s["from"] == "Sandbox" for s in senders)
+    assert (await client.get(f"/api/v1/messages/{message_id}")).json()["status"] == "queued"
+
+
+async def test_list_filters_and_cursor_pagination(client: httpx.AsyncClient) -> None:
+    for i in range(7):
+        phone = "+14155552671" if i % 2 else "+14155552672"
+        await client.post(
+            "/api/v1/messages",
+            json={"messages": [one(phone=phone, text=f"m{i}", groupId=f"g{i % 3}")]},
+        )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/api/v1/messages", params=params)).json()
+        assert page["count"] == 7
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 7
+    by_phone = (await client.get("/api/v1/messages", params={"phone": "+14155552671"})).json()
+    assert by_phone["count"] == 3
+    by_group = (await client.get("/api/v1/messages", params={"groupId": "g0,g1"})).json()
+    assert by_group["count"] == 5
+    by_status = (await client.get("/api/v1/messages", params={"status": "queued"})).json()
+    assert by_status["count"] == 7
+    bad = await client.get("/api/v1/messages", params={"status": "lost"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_status"
+    bad = await client.get("/api/v1/messages", params={"cursor": "garbage!"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"
+    bad = await client.get("/api/v1/messages", params={"from": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_date"
+    item = by_phone["items"][0]
+    for key in (
+        "id",
+        "bulkId",
+        "groupId",
+        "status",
+        "statusCode",
+        "statusDescription",
+        "channel",
+        "partCount",
+        "destination",
+        "message",
+        "createdAt",
+        "tracks",
+    ):
+        assert key in item and item[key] is not None
+
+
+async def test_cancel_before_sending_then_409(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/api/v1/messages", json={"messages": [one()]})).json()
+    message_id = created[0]["id"]
+    response = await client.delete(f"/api/v1/messages/{message_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    again = await client.delete(f"/api/v1/messages/{message_id}")
+    assert again.status_code == 409
+    assert again.json()["code"] == "not_cancellable"
+    assert "cancelled" in again.json()["error"]
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert [e["status"] for e in message["history"]] == ["queued", "cancelled"]
+
+
+async def test_twin_cancel_by_group(client: httpx.AsyncClient) -> None:
+    await client.post(
+        "/api/v1/messages",
+        json={
+            "messages": [
+                {
+                    "destinations": [{"phone": "+14155552671"}, {"phone": "+14155552672"}],
+                    "channels": {"sms": {"text": "x"}},
+                    "groupId": "grp",
+                }
+            ]
+        },
+    )
+    response = await client.request(
+        "DELETE",
+        "/api/v1/messages",
+        json={"id": None, "bulkId": None, "groupId": "grp", "flowId": None},
+    )
+    assert response.status_code == 200
+    results = response.json()
+    assert len(results) == 2 and all(r["status"] == "cancelled" for r in results)
+    assert all(isinstance(r["flowId"], str) for r in results)
+    nothing = await client.request("DELETE", "/api/v1/messages", json={})
+    assert nothing.status_code == 400 and nothing.json()["code"] == "nothing_to_cancel"
+
+
+async def test_senders_api_validates_and_hides_secrets(client: httpx.AsyncClient) -> None:
+    bad = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": "+14155550000",
+            "accountSid": "nope",
+            "authToken": "t",
+        },
+    )
+    assert bad.status_code == 422 and bad.json()["details"]["field"] == "accountSid"
+    good = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": "+14155550000",
+            "accountSid": "AC" + "a" * 32,
+            "authToken": "s3cret-token",
+            "rateLimit": 5,
+        },
+    )
+    assert good.status_code == 201
+    assert "s3cret-token" not in good.text
+    assert good.json()["baseUrl"] == "https://api.twilio.com"
+    assert good.json()["default"] is True  # a real sender takes over from the sandbox
+    listed = await client.get("/api/v1/senders")
+    assert "s3cret-token" not in listed.text
+    assert {s["provider"] for s in listed.json()["items"]} == {"SANDBOX", "TWILIO"}
+    dup = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": "+14155550000",
+            "accountSid": "AC" + "a" * 32,
+            "authToken": "x",
+        },
+    )
+    assert dup.status_code == 409 and dup.json()["code"] == "sender_exists"
+
+
+async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

@@ -1,0 +1,231 @@
+"""Spreadsheets of send tasks, made as real files: encodings, delimiters, XLSX junk, size."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import subprocess
+import sys
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from herald.domain import spreadsheets as sheets
+from herald.domain.phones import InvalidPhone
+
+ROWS = [["Phone", "name", "city"], ["+79161234567", "Аня", "Москва"], ["+14155552671", "Bob", ""]]
+
+
+def write_csv(path: Path, rows: list[list[str]], *, delimiter: str, encoding: str) -> Path:
+    with path.open("w", encoding=encoding, newline="") as f:
+        csv.writer(f, delimiter=delimiter).writerows(rows)
+    return path
+
+
+def read_all(path: Path, fmt: str) -> tuple[list[str], list[sheets.Row]]:
+    header, rows = sheets.read_rows(path, fmt)
+    return header, list(rows)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1251"])
+def test_csv_in_any_common_delimiter_and_encoding(
+    tmp_path: Path, delimiter: str, encoding: str
+) -> None:
+    path = write_csv(tmp_path / "list.csv", ROWS, delimiter=delimiter, encoding=encoding)
+    assert sheets.detect_encoding(path) == encoding
+    header, rows = read_all(path, "csv")
+    assert header == ["phone", "name", "city"]
+    assert [r.number for r in rows] == [2, 3]
+    assert rows[0].cells == {"phone": "+79161234567", "name": "Аня", "city": "Москва"}
+    assert rows[1].cells["city"] == ""
+
+
+def test_csv_with_quoted_delimiters_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text('phone;text\n\n+14155552671;"a; b"\n;\n+14155552672;"line\nbreak"\n')
+    _, rows = read_all(path, "csv")
+    assert [(r.number, r.cells["text"]) for r in rows] == [(3, "a; b"), (5, "line\nbreak")]
+
+
+def test_xlsx_with_title_blank_rows_junk_columns_and_numbers(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Spring campaign"])  # a title above the table
+    sheet.merge_cells("A1:D1")
+    sheet.append([])
+    sheet.append(["phone", "amount", None, "when"])
+    sheet.append([79161234567, 1234.5, "a note nobody labelled", datetime(2026, 5, 1, 9, 30)])
+    sheet.append([None, None, None, None])
+    sheet.append([None, None, "junk only in the unnamed column", None])
+    sheet.append(["'+14155552671", 10.0, None, None])
+    path = tmp_path / "list.xlsx"
+    workbook.save(path)
+
+    header, rows = read_all(path, "xlsx")
+    assert header == ["phone", "amount", "", "when"]
+    assert [r.number for r in rows] == [4, 7]
+    assert rows[0].cells == {
+        "phone": "79161234567",
+        "amount": "1234.5",
+        "when": "2026-05-01T09:30:00",
+    }
+    assert rows[1].cells["phone"] == "+14155552671"  # our own escaping taken off again
+    assert rows[1].cells["amount"] == "10"
+
+
+def test_format_is_told_by_name_or_content(tmp_path: Path) -> None:
+    assert sheets.file_format("a.XLSX", b"") == "xlsx"
+    assert sheets.file_format(None, b"PK\x03\x04rest") == "xlsx"
+    assert sheets.file_format("list.txt", b"phone\n") == "csv"
+    for name, head in (("old.xls", b"\xd0\xcf"), ("x.csv", b"\x00\x01\x02")):
+        with pytest.raises(sheets.SpreadsheetProblem) as e:
+            sheets.file_format(name, head)
+        assert e.value.code == "unsupported_format"
+
+
+def test_unreadable_and_empty_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(sheets.SpreadsheetProblem) as e:
+        sheets.read_rows(broken, "xlsx")
+    assert e.value.code == "invalid_xlsx"
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(codecs.BOM_UTF8 + b"\n\n")
+    with pytest.raises(sheets.SpreadsheetProblem) as e:
+        sheets.read_rows(empty, "csv")
+    assert e.value.code == "empty_file"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+7 916 123-45-67", None, "+79161234567"),
+        ("8 (916) 123-45-67", "RU", "+79161234567"),
+        ("(415) 555-2671", "US", "+14155552671"),
+        ("79161234567", None, "+79161234567"),  # Excel ate the +
+        ("79161234567", "US", "+79161234567"),  # not valid in the US, valid as +7…
+        ("14155552671", "RU", "+14155552671"),
+        ("4155552671", "US", "+14155552671"),
+    ],
+)
+def test_phone_normalisation(raw: str, region: str | None, expected: str) -> None:
+    assert sheets.normalise_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize(("raw", "region"), [("4155552671", None), ("12", "US"), ("", "US")])
+def test_phones_that_stay_invalid(raw: str, region: str | None) -> None:
+    with pytest.raises(InvalidPhone):
+        sheets.normalise_phone(raw, region)
+
+
+def test_formula_injection_is_escaped_both_ways(tmp_path: Path) -> None:
+    values = ["=1+1", "+7916", "-2", "@SUM(A1)", "plain", 5]
+    assert [sheets.escape_formula(v) for v in values] == [
+        "'=1+1",
+        "'+7916",
+        "'-2",
+        "'@SUM(A1)",
+        "plain",
+        5,
+    ]
+    path = tmp_path / "out.xlsx"
+    sheets.write_table(path, "xlsx", ["phone", "text"], [["+14155552671", "=HYPERLINK(1)"]])
+    sheet = openpyxl.load_workbook(path).worksheets[0]
+    assert sheet["B2"].data_type == "s"
+    assert sheet["B2"].value == "'=HYPERLINK(1)"
+    _, rows = read_all(path, "xlsx")
+    assert rows[0].cells == {"phone": "+14155552671", "text": "=HYPERLINK(1)"}
+
+
+def write_big_xlsx(path: Path, rows: int, columns: int) -> None:
+    """A plain XLSX written straight as XML (openpyxl's writer would take far longer)."""
+
+    def col(c: int) -> str:
+        return chr(ord("A") + c)
+
+    def cells(r: int, values: list[str]) -> str:
+        return "".join(
+            f'<c r="{col(c)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
+            for c, v in enumerate(values)
+        )
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
+            '.org/package/2006/content-types"><Default Extension="rels" ContentType="applicat'
+            'ion/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" Conte'
+            'ntType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="appl'
+            'ication/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Overrid'
+            'e PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformat'
+            's-officedocument.spreadsheetml.worksheet+xml"/></Types>',
+        )
+        z.writestr(
+            "_rels/.rels",
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openx'
+            'mlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://sc'
+            'hemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target'
+            '="xl/workbook.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlfor'
+            'mats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/offi'
+            'ceDocument/2006/relationships"><sheets><sheet name="Sheet1" sheetId="1" r:id="rI'
+            'd1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openx'
+            'mlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://sc'
+            'hemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="wor'
+            'ksheets/sheet1.xml"/></Relationships>',
+        )
+        with z.open("xl/worksheets/sheet1.xml", "w") as f:
+            f.write(
+                b'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openx'
+                b'mlformats.org/spreadsheetml/2006/main"><sheetData>'
+            )
+            header = ["phone", *(f"v{c}" for c in range(1, columns))]
+            f.write(f'<row r="1">{cells(1, header)}</row>'.encode())
+            for i in range(rows):
+                values = [f"+14152{i:06d}", *(f"value {i}-{c}" for c in range(1, columns))]
+                f.write(f'<row r="{i + 2}">{cells(i + 2, values)}</row>'.encode())
+            f.write(b"</sheetData></worksheet>")
+
+
+READ_AND_MEASURE = """
+import sys
+from pathlib import Path
+from herald.domain import spreadsheets as sheets
+header, rows = sheets.read_rows(Path(sys.argv[1]), "xlsx")
+count, last = 0, None
+for row in rows:
+    count, last = count + 1, row.number
+# VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the forking parent's peak across exec.
+status = Path("/proc/self/status").read_text().splitlines()
+peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(len(header), count, last, peak)
+"""
+
+
+def test_million_cell_sheet_streams_in_bounded_memory(tmp_path: Path) -> None:
+    rows, columns = 100_000, 10
+    path = tmp_path / "big.xlsx"
+    write_big_xlsx(path, rows, columns)
+    # A process of its own, so its peak RSS is the reader's alone.
+    out = subprocess.run(
+        [sys.executable, "-c", READ_AND_MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    width, count, last, peak_kb = (int(v) for v in out)
+    assert (width, count, last) == (columns, rows, rows + 1)
+    # The sheet held whole as Python objects would take several hundred MB.
+    assert peak_kb < 80 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"

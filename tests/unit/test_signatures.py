@@ -1,0 +1,56 @@
+"""Twilio's request signature (test vectors from twilio.md §4) and Herald's own."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from herald.domain.signatures import herald_signature, twilio_signature, verify_twilio_signature
+
+TOKEN = "12345"
+URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+PARAMS = {
+    "CallSid": ["CA1234567890ABCDE"],
+    "Digits": ["1234"],
+    "From": ["+14158675309"],
+    "To": ["+18005551212"],
+    "Caller": ["+14158675309"],
+}
+
+
+def test_twilio_vector() -> None:
+    assert twilio_signature(URL, PARAMS, TOKEN) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+def test_twilio_vector_with_port() -> None:
+    url = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+    assert twilio_signature(url, PARAMS, TOKEN) == "kvajT1Ptam85bY51eRf/AJRuM3w="
+
+
+def test_repeated_values_are_deduplicated_and_sorted() -> None:
+    params = {"Sid": ["CA123"], "SidAccount": ["AC123"], "Digits": ["5678", "1234", "1234"]}
+    assert twilio_signature(URL, params, TOKEN) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+def test_verify_accepts_either_port_form() -> None:
+    assert verify_twilio_signature(URL, PARAMS, TOKEN, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert verify_twilio_signature(URL, PARAMS, TOKEN, "kvajT1Ptam85bY51eRf/AJRuM3w=")
+    with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+    assert verify_twilio_signature(with_port, PARAMS, TOKEN, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+
+
+def test_verify_rejects_tampering() -> None:
+    good = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert not verify_twilio_signature(URL, {**PARAMS, "Digits": ["9999"]}, TOKEN, good)
+    assert not verify_twilio_signature(URL, PARAMS, "wrong-token", good)
+    assert not verify_twilio_signature(URL + "&x=1", PARAMS, TOKEN, good)
+    assert not verify_twilio_signature(URL, PARAMS, TOKEN, "")
+
+
+def test_herald_signature_format_and_value() -> None:
+    body = b'{"id":"m1","status":"delivered"}'
+    header = herald_signature("whsec_abc", 1700000000, body)
+    t, v1 = header.split(",")
+    assert t == "t=1700000000"
+    expected = hmac.new(b"whsec_abc", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert v1 == f"v1={expected}"
