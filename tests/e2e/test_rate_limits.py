@@ -15,6 +15,10 @@ from tests.e2e.test_crash_safety import start_worker
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import running_herald
 
+# A send can leave a little after its exact slot on a busy machine, and the next one then
+# leaves on time, so any window may hold a few more than rate * window.
+SLACK = 3
+
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
     ordered = sorted(times)
@@ -69,11 +73,10 @@ async def test_sender_rate_is_shared_by_two_worker_processes(
     times = [r.at for r in fake.requests]
     assert len(times) == total
     # Two processes each applying the limit alone would send at about twice the rate on
-    # average; shared, the average stays at the limit. Any window is allowed a few sends of
-    # slack: on a busy machine a send can leave a little after its (exact) slot.
+    # average; shared, the average stays at the limit.
     first, last = min(times), max(times)
     assert (total - 1) / (last - first) <= rate * 1.05
-    assert max_in_window(times, 2.0) <= 2 * rate + 3
+    assert max_in_window(times, 2.0) <= 2 * rate + SLACK
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
     assert sorted(gaps)[len(gaps) // 2] >= 0.9 / rate  # steady state: evenly spaced
     assert max(times) - min(times) >= (total - rate - 1) / rate
@@ -85,7 +88,7 @@ async def test_segments_count_against_the_rate(settings: Settings) -> None:
             await add_twilio_sender(client, fake, rateLimit=6)
             await post_many(client, 15, text="x" * 200)  # two segments each
             await wait_all_final(client, 15)
-    assert max_in_window([r.at for r in fake.requests], 2.0) <= 7  # 3 messages/s
+    assert max_in_window([r.at for r in fake.requests], 2.0) <= 2 * 3 + SLACK  # 3 messages/s
 
 
 async def test_project_cap_through_twin_bandwidth_api(settings: Settings) -> None:
@@ -116,4 +119,4 @@ async def test_project_cap_through_twin_bandwidth_api(settings: Settings) -> Non
             )
             assert ok_zone.json()["defaultTimezone"] == "Europe/Moscow"
             assert ok_zone.json()["rateLimit"] == 5  # untouched
-    assert max_in_window([r.at for r in fake.requests], 2.0) <= 11
+    assert max_in_window([r.at for r in fake.requests], 2.0) <= 2 * 5 + SLACK
