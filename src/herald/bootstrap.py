@@ -15,6 +15,7 @@ from herald.channels.http import provider_http_client
 from herald.channels.sandbox import SandboxSms
 from herald.channels.telegram import TelegramBot
 from herald.channels.twilio import TwilioSms
+from herald.channels.webchat import WebChat
 from herald.channels.whatsapp_meta import MetaWhatsApp
 from herald.channels.whatsapp_twilio import TwilioWhatsApp
 from herald.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from herald.errors import HeraldError
 from herald.services.batching import GroupCommitter
 from herald.services.provider_reports import TwilioReport, apply_twilio_reports
 from herald.services.vault import Vault
+from herald.services.webchat import DbOutbox, WebChatHub
 from herald.store.db import create_engine, session_factory
 
 
@@ -39,9 +41,13 @@ class Herald:
     # Set when new work is stored, so an in-process dispatcher does not wait for its next poll.
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     twilio_reports: GroupCommitter[TwilioReport, bool | HeraldError] = field(init=False)
+    # The web chat sockets of this process; the web chat channel posts through the database.
+    webchat: WebChatHub = field(init=False)
 
     def __post_init__(self) -> None:
         self.twilio_reports = GroupCommitter(self._apply_twilio_reports)
+        self.webchat = WebChatHub(self.sessions)
+        self.adapters.setdefault("webchat", WebChat(DbOutbox(self.sessions, self.webchat.wake)))
 
     async def _apply_twilio_reports(
         self, reports: list[TwilioReport]
@@ -54,6 +60,7 @@ class Herald:
 
     async def aclose(self) -> None:
         await self.twilio_reports.aclose()
+        await self.webchat.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.engine.dispose()
@@ -92,6 +99,6 @@ def build(
         engine=engine,
         sessions=session_factory(engine),
         vault=Vault.from_settings(settings),
-        adapters=adapters or default_adapters(settings),
+        adapters=dict(adapters or default_adapters(settings)),
         clock=clock or SystemClock(),
     )

@@ -10,7 +10,16 @@ from fastapi import FastAPI
 
 from herald import __version__
 from herald.api import errors
-from herald.api.routes import bots, messages, project, senders, short_links, templates, webhooks
+from herald.api.routes import (
+    bots,
+    messages,
+    project,
+    senders,
+    short_links,
+    templates,
+    webchat,
+    webhooks,
+)
 from herald.api.routes import tasks as task_routes
 from herald.bootstrap import Herald, build
 from herald.dispatch.callbacks import CallbackSender
@@ -67,6 +76,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     app.include_router(templates.router)
     app.include_router(short_links.router)
     app.include_router(bots.router)
+    app.include_router(webchat.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -50,6 +50,9 @@ class OutboundMessage:
     button_url: str | None = None
     button_text: str | None = None
     template: ProviderTemplate | None = None
+    # Herald's own message id: providers that keep a client reference (the web chat) use it
+    # to find an attempt that may have been made before a crash.
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

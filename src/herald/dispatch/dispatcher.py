@@ -88,6 +88,7 @@ def outbound_of(
         button_url=content.get("buttonUrl"),
         button_text=content.get("buttonText"),
         template=template,
+        message_id=d.message_id,
     )
 
 

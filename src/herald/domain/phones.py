@@ -2,33 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import phonenumbers
+from phonenumbers import PhoneNumber, PhoneNumberType
 
 
 class InvalidPhone(ValueError):
     """The text is not a valid phone number."""
 
 
-def to_e164(raw: str, default_region: str | None = None) -> str:
-    """Parse ``raw`` (with ``+`` or, given a default region, national format) into E.164."""
-    text = raw.strip()
-    if not text:
-        raise InvalidPhone("the phone number is empty")
+@dataclass(frozen=True, slots=True)
+class ParsedPhone:
+    """A number as ``phonenumbers`` understands it, with its (costly to compute) type."""
+
+    e164: str
+    number: PhoneNumber
+    number_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    phone: ParsedPhone | None
+    problem: str | None
+
+
+# Big enough to hold a whole import batch (1,000 destinations): accepting a message parses
+# its number, and choosing its time zone needs the same parse moments later. Parsing and
+# typing a number is the costliest step of a bulk import, so it is done once.
+@lru_cache(maxsize=4096)
+def _parse(raw: str, default_region: str | None) -> _Outcome:
     try:
-        parsed = phonenumbers.parse(text, default_region)
+        parsed = phonenumbers.parse(raw.strip(), default_region)
     except phonenumbers.NumberParseException as e:
         if e.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            raise InvalidPhone(
-                f"{raw!r} has no country code; write it in E.164, like +15551234567"
-            ) from e
-        raise InvalidPhone(f"{raw!r} is not a phone number") from e
-    if not phonenumbers.is_possible_number(parsed) or not phonenumbers.is_valid_number(parsed):
+            return _Outcome(
+                None, f"{raw!r} has no country code; write it in E.164, like +15551234567"
+            )
+        return _Outcome(None, f"{raw!r} is not a phone number")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    # number_type is UNKNOWN exactly when is_valid_number is false; computing the type
+    # once serves both the validity check and the time-zone lookup.
+    number_type = phonenumbers.number_type(parsed)
+    if not phonenumbers.is_possible_number(parsed) or number_type == PhoneNumberType.UNKNOWN:
         # Twilio's magic test numbers (+1 500 555 00xx) are not valid in the numbering plan,
         # yet developers need them against Twilio's test credentials and our sandbox.
-        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
         if e164.startswith("+1500555"):
-            return e164
-        raise InvalidPhone(
-            f"{raw!r} is not a valid phone number (checked against its country's numbering plan)"
+            return _Outcome(ParsedPhone(e164, parsed, number_type), None)
+        return _Outcome(
+            None,
+            f"{raw!r} is not a valid phone number (checked against its country's numbering plan)",
         )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return _Outcome(ParsedPhone(e164, parsed, number_type), None)
+
+
+def parse_phone(raw: str, default_region: str | None = None) -> ParsedPhone:
+    """Parse ``raw`` (with ``+`` or, given a default region, national format)."""
+    if not raw.strip():
+        raise InvalidPhone("the phone number is empty")
+    outcome = _parse(raw, default_region)
+    if outcome.phone is None:
+        raise InvalidPhone(outcome.problem or f"{raw!r} is not a phone number")
+    return outcome.phone
+
+
+def to_e164(raw: str, default_region: str | None = None) -> str:
+    """Parse ``raw`` (with ``+`` or, given a default region, national format) into E.164."""
+    return parse_phone(raw, default_region).e164

@@ -82,7 +82,7 @@ CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
     "telegram": ("text", "imageUrl", "buttonUrl", "buttonText"),
     "vk": ("text", "imageUrl", "buttonUrl", "buttonText"),
     "ok": ("text", "imageUrl", "buttonUrl", "buttonText"),
-    "chat": ("text",),
+    "chat": ("text", "imageUrl", "buttonUrl", "buttonText"),
 }
 
 #: Fields holding a list of strings (each item is rendered) instead of a string.

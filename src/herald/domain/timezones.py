@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from phonenumbers import PhoneNumberType, is_number_type_geographical
 from phonenumbers import timezone as phone_timezones
+
+from herald.domain.phones import InvalidPhone, parse_phone
 
 UNKNOWN_ZONE = "Etc/Unknown"
 
@@ -45,11 +49,30 @@ def zone_of_phone(e164: str) -> str | None:
     they fall through to the explicit or project default zone.
     """
     try:
-        number = phonenumbers.parse(e164)
+        # The parse (and the number's type) is usually cached from accepting the number.
+        phone = parse_phone(e164)
+    except InvalidPhone:
+        return _zone_of_unchecked(e164)
+    if phone.number_type == PhoneNumberType.UNKNOWN:
+        zones: Sequence[str] = ()  # Twilio's magic test numbers: no zone
+    elif is_number_type_geographical(phone.number_type, phone.number.country_code):
+        zones = phone_timezones.time_zones_for_geographical_number(phone.number)
+    else:
+        zones = phone_timezones.time_zones_for_number(phone.number)
+    return _single(zones)
+
+
+def _zone_of_unchecked(text: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text)
     except phonenumbers.NumberParseException:
         return None
-    zones = [z for z in phone_timezones.time_zones_for_number(number) if z != UNKNOWN_ZONE]
-    return zones[0] if len(zones) == 1 else None
+    return _single(phone_timezones.time_zones_for_number(number))
+
+
+def _single(zones: Sequence[str]) -> str | None:
+    known = [z for z in zones if z != UNKNOWN_ZONE]
+    return known[0] if len(known) == 1 else None
 
 
 def resolve_zone(explicit: str | None, phone: str | None, project_default: str) -> ResolvedZone:

@@ -65,6 +65,25 @@ class RichChannelIn(WireModel):
     template_data: dict[str, Scalar] | None = Field(default=None, alias="templateData")
 
 
+class ChatChannelIn(WireModel):
+    """TWIN's ``chat`` channel: a session with a bot on the person's messenger."""
+
+    chat_id: str | None = Field(default=None, alias="chatId", max_length=36)
+    bot_id: str | None = Field(default=None, alias="botId", max_length=36)
+    messenger_type: str | None = Field(default=None, alias="messengerType", max_length=30)
+    chat_session_name: str | None = Field(default=None, alias="chatSessionName", max_length=200)
+    continue_last_or_start_new_session: bool | None = Field(
+        default=None, alias="continueLastOrStartNewSession"
+    )
+    provider: str | None = None
+    validity_period: int | None = Field(default=None, alias="validityPeriod")
+    required: bool | None = None
+    text: str | None = None
+    image_url: str | None = Field(default=None, alias="imageUrl")
+    button_url: str | None = Field(default=None, alias="buttonUrl")
+    button_text: str | None = Field(default=None, alias="buttonText")
+
+
 class MessageIn(WireModel):
     destinations: Annotated[list[DestinationIn], Field(min_length=1, max_length=1000)]
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)

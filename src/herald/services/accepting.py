@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.config import Settings
@@ -20,6 +20,7 @@ from herald.schemas.messages import (
     CreateMessagesIn,
     MessageIn,
 )
+from herald.services.chat_sessions import open_chat_sessions
 from herald.services.message_plans import (
     Recipient,
     Step,
@@ -192,7 +193,7 @@ async def create_messages(
         if template is not None and not msg.allowed_time_ranges and template.allowed_time_ranges:
             msg = msg.model_copy(update={"allowed_time_ranges": template.allowed_time_ranges})
         timing = _timing(msg, path, problems, now=now, horizon=policy.horizon)
-        steps = await resolve_steps(specs, senders, path, problems)
+        steps = await resolve_steps(specs, senders, path, problems, msg.destinations)
         if timing is None or not steps or len(steps) != len(specs):
             continue
         validities = _validities(steps, path, problems, policy.cascade_wait_minutes)
@@ -285,10 +286,13 @@ async def create_messages(
             # A code was taken meanwhile: the text must carry the code actually stored.
             for row in rows[Delivery]:
                 row["body"] = replace_codes(row["body"], policy.short_link_base, renamed)
-    # Core bulk inserts, parents first: an order of magnitude faster than ORM objects.
+    # Core executemany on the tables, parents first: the ORM's bulk path (``insert(Model)``)
+    # costs more per row than the row itself, and an import sends hundreds of thousands.
     for model in (Message, Delivery, StatusEvent):
         if rows[model]:
-            await session.execute(insert(model), rows[model])
+            await session.execute(insert(cast(Table, model.__table__)), rows[model])
+    if any(s.bot_id for plan in planned for s in plan.steps):
+        await open_chat_sessions(session, rows[Delivery])
     return results
 
 
@@ -310,7 +314,7 @@ def _store_recipient(
     first_status: Status | None = None
     started_sequence = False
     for step_no, content in enumerate(recipient.contents):
-        validity = plan.validities[plan.steps.index(content.step)]
+        validity = plan.validities[content.index]
         active = content.step.spec.required or not started_sequence
         started_sequence = started_sequence or not content.step.spec.required
         delivery_id = new_id()

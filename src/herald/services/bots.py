@@ -40,6 +40,7 @@ from herald.domain.signatures import herald_signature, verify_twilio_signature
 from herald.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
+from herald.services.conversations import add_message, conversation_for
 from herald.services.projects import UNSET, Unset
 from herald.services.senders import NewSender, add_sender
 from herald.services.suppressions import (
@@ -61,6 +62,8 @@ HISTORY_LENGTH = 20
 MAX_REPLIES = 10
 MAX_TEXT = 1600
 MAX_MEDIA = 10
+# A conversation's channel -> the chat session messenger that replies on it.
+_MESSENGER = {"sms": "SMS", "whatsapp": "WHATSAPP", "chat": "WEB", "telegram": "TELEGRAM"}
 # Twilio waits 15 s for the TwiML; a bot's backend gets a fraction of it.
 MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 10.0
 
@@ -356,15 +359,15 @@ class InboundText:
 
 
 @dataclass(slots=True)
-class _Decision:
+class Decision:
     conversation_id: str
     project_id: str
     replies: list[str] = field(default_factory=list)
-    backend: _BackendCall | None = None
+    backend: BackendCall | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class _BackendCall:
+class BackendCall:
     url: str
     secret: str
     body: bytes
@@ -405,7 +408,8 @@ def message_out(m: ConversationMessage, status: str | None = None) -> dict[str, 
         "via": m.via,
         "messageId": m.message_id,
         "providerMessageId": m.provider_sid,
-        "status": status or ("received" if m.direction == "inbound" else "sent"),
+        "status": status or m.status or ("received" if m.direction == "inbound" else "sent"),
+        **(m.content or {}),
         "createdAt": m.created_at.isoformat(),
     }
 
@@ -427,78 +431,13 @@ async def _history(
     return [message_out(m) for m in reversed(rows)]
 
 
-def _add_message(
-    session: AsyncSession,
-    conversation: Conversation,
-    direction: str,
-    body: str,
-    via: str,
-    at: datetime,
-    *,
-    media: list[str] | None = None,
-    provider_sid: str | None = None,
-    message_id: str | None = None,
-) -> ConversationMessage:
-    message = ConversationMessage(
-        conversation_id=conversation.id,
-        direction=direction,
-        body=body,
-        media=media or None,
-        provider_sid=provider_sid,
-        message_id=message_id,
-        via=via,
-        created_at=at,
-    )
-    session.add(message)
-    conversation.last_message_at = at
-    conversation.last_direction = direction
-    conversation.last_body = body[:500]
-    if direction == "inbound":
-        conversation.unread += 1
-    else:
-        conversation.unread = 0
-    return message
-
-
-async def _conversation_for(
-    session: AsyncSession, bot: Bot, channel: str, address: str, at: datetime
-) -> Conversation:
-    query = select(Conversation).where(
-        Conversation.bot_id == bot.id,
-        Conversation.channel == channel,
-        Conversation.address == address,
-    )
-    conversation = await session.scalar(query)
-    if conversation is None:
-        try:
-            async with session.begin_nested():
-                conversation = Conversation(
-                    project_id=bot.project_id,
-                    bot_id=bot.id,
-                    channel=channel,
-                    address=address,
-                    status="open",
-                    unread=0,
-                    created_at=at,
-                )
-                session.add(conversation)
-                await session.flush()
-        except IntegrityError:
-            # The same person's previous text created it a moment ago.
-            conversation = await session.scalar(query)
-            assert conversation is not None
-    if conversation.status != "open":
-        conversation.status, conversation.closed_at = "open", None
-    return conversation
-
-
 def _forbidden() -> Forbidden:
     return Forbidden(
         "The X-Twilio-Signature header does not match this request.", code="invalid_signature"
     )
 
 
-async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> _Decision | None:
+async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> Decision | None:
     """Verify, store and decide. None: a repeated delivery of a text already handled."""
     bot = await session.get(Bot, inbound.bot_id)
     if bot is None:
@@ -529,8 +468,8 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
         return None
     channel, address, now = _channel_of(sender), bare(sender), inbound.received_at
     body = _first(params, "Body") or ""
-    conversation = await _conversation_for(session, bot, channel, address, now)
-    message = _add_message(
+    conversation = await conversation_for(session, bot, channel, address, now)
+    message = add_message(
         session,
         conversation,
         "inbound",
@@ -546,7 +485,7 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
     except IntegrityError:
         return None  # Twilio's retry raced the first delivery; that one answers
     await record_inbound_activity(session, bot.project_id, channel, address, now)
-    decision = _Decision(conversation.id, bot.project_id)
+    decision = Decision(conversation.id, bot.project_id)
     # With Advanced Opt-Out, Twilio has already answered the keyword itself.
     twilio_answered = bool(_first(params, "OptOutType"))
     keyword = classify(body)
@@ -574,7 +513,21 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
         if not twilio_answered:
             decision.replies = [bot.help_text or DEFAULT_HELP]
         return decision
-    reply = match_rule(parse_rules(bot.rules or []), body)
+    await plan_answer(session, vault, bot, conversation, message, decision)
+    return decision
+
+
+async def plan_answer(
+    session: AsyncSession,
+    vault: Vault,
+    bot: Bot,
+    conversation: Conversation,
+    message: ConversationMessage,
+    decision: Decision,
+) -> None:
+    """How the bot answers a stored inbound text: a keyword rule, its backend, or its
+    default reply (the same on every channel)."""
+    reply = match_rule(parse_rules(bot.rules or []), message.body)
     if reply is not None:
         decision.replies = [reply]
     elif bot.webhook_url:
@@ -585,14 +538,14 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
             "bot": {"id": bot.id, "name": bot.name, "phone": bot.phone},
             "conversation": {
                 "id": conversation.id,
-                "channel": channel,
-                "address": address,
+                "channel": conversation.channel,
+                "address": conversation.address,
                 "status": conversation.status,
             },
             "message": message_out(message),
             "history": await _history(session, conversation.id, message.id),
         }
-        decision.backend = _BackendCall(
+        decision.backend = BackendCall(
             url=bot.webhook_url,
             secret=vault.decrypt(project.webhook_secret_encrypted),
             body=json.dumps(payload).encode(),
@@ -600,7 +553,6 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
         )
     elif bot.default_reply:
         decision.replies = [bot.default_reply]
-    return decision
 
 
 def _replies_of(data: Any) -> list[str]:
@@ -614,7 +566,7 @@ def _replies_of(data: Any) -> list[str]:
     ]
 
 
-async def call_backend(client: httpx.AsyncClient, call: _BackendCall) -> list[str]:
+async def call_backend(client: httpx.AsyncClient, call: BackendCall) -> list[str]:
     """POST the text to the bot's backend, signed like client callbacks; its replies, or none
     when it is slow, failing or answers ``{"reply": null}`` (it may reply later via the API)."""
     headers = {
@@ -637,14 +589,21 @@ async def call_backend(client: httpx.AsyncClient, call: _BackendCall) -> list[st
         return []
 
 
-async def _record_replies(
-    session: AsyncSession, decision: _Decision, replies: list[str], at: datetime
+async def record_replies(
+    session: AsyncSession,
+    decision: Decision,
+    replies: list[str],
+    at: datetime,
+    *,
+    via: str = "twiml",
+    status: str | None = None,
 ) -> list[str]:
+    """Store the bot's immediate replies in the conversation (none if it was deleted)."""
     conversation = await session.get(Conversation, decision.conversation_id)
     if conversation is None:
-        return []  # deleted meanwhile
+        return []
     for reply in replies:
-        _add_message(session, conversation, "outbound", reply, "twiml", at)
+        add_message(session, conversation, "outbound", reply, via, at, status=status)
     return replies
 
 
@@ -665,7 +624,7 @@ async def handle_inbound(
     if not replies:
         return []
     async with sessions() as session, session.begin():
-        return await _record_replies(session, decision, replies, inbound.received_at)
+        return await record_replies(session, decision, replies, inbound.received_at)
 
 
 # -- conversations -----------------------------------------------------------------------------
@@ -738,7 +697,7 @@ async def get_conversation(
             .order_by(ConversationMessage.id)
         )
     ).all()
-    out["messages"] = [message_out(m, status) for m, status in rows]
+    out["messages"] = [message_out(m, m.status or status) for m, status in rows]
     conversation.unread = 0
     return out
 
@@ -754,15 +713,11 @@ async def send_as_bot(
     policy: CreationPolicy | None = None,
     callback_url: str | None = None,
 ) -> dict[str, Any]:
-    """Send a text in the conversation from the bot's number, through the messages pipeline."""
+    """Send a text in the conversation as the bot (from its number, or into its web chat),
+    through the messages pipeline: a chat session on the conversation's messenger."""
     bot = await get_bot(session, project_id, bot_id)
     conversation = await _conversation(session, project_id, bot_id, conversation_id)
-    if conversation.channel != "sms":
-        raise ValidationFailed(
-            f"Replies on {conversation.channel} conversations cannot be sent through the API yet.",
-            code="unsupported_channel",
-        )
-    if await is_suppressed(
+    if conversation.channel in ("sms", "whatsapp") and await is_suppressed(
         session, project_id, conversation.channel, bot.phone, conversation.address
     ):
         raise Conflict(
@@ -770,9 +725,11 @@ async def send_as_bot(
             "nothing was sent.",
             code="recipient_opted_out",
         )
+    address_field = "phone" if conversation.channel in ("sms", "whatsapp") else "messengerUserId"
+    chat = {"botId": bot.id, "messengerType": _MESSENGER[conversation.channel], "text": text}
     message: dict[str, Any] = {
-        "destinations": [{"phone": conversation.address}],
-        "channels": {"sms": {"text": text, "from": bot.phone}},
+        "destinations": [{address_field: conversation.address}],
+        "channels": {"chat": chat},
     }
     if callback_url:
         message["callbackUrl"] = callback_url
@@ -784,13 +741,24 @@ async def send_as_bot(
         policy=policy,
     )
     result = results[0]
-    added = _add_message(
-        session, conversation, "outbound", text, "api", now, message_id=result["id"]
-    )
-    if conversation.status != "open":
-        conversation.status, conversation.closed_at = "open", None
     await session.flush()
-    return message_out(added, result["status"])
+    added = await session.scalar(
+        select(ConversationMessage).where(ConversationMessage.message_id == result["id"])
+    )
+    if added is not None:
+        return message_out(added, result["status"])
+    # The web chat shows the message once the channel posts it (it gets its id then).
+    return {
+        "id": None,
+        "direction": "outbound",
+        "text": text,
+        "media": [],
+        "via": "webchat",
+        "messageId": result["id"],
+        "providerMessageId": None,
+        "status": result["status"],
+        "createdAt": now.isoformat(),
+    }
 
 
 async def close_conversation(

@@ -79,7 +79,7 @@ def compose_sms(
 
 
 # Longest text each messenger accepts (Telegram's and WhatsApp's documented limits).
-TEXT_LIMITS = {"telegram": 4096, "whatsapp": 4096}
+TEXT_LIMITS = {"telegram": 4096, "whatsapp": 4096, "chat": 4000}
 RICH_FIELDS = (
     "subject",
     "html",

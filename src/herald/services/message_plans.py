@@ -2,12 +2,15 @@
 
 Channels are tried in the order the request (or, without one, the template) lists them; a
 recipient only gets the channels it has an address for: SMS and WhatsApp need ``phone``,
-e-mail ``email``, Telegram ``messengerUserId`` (the chat id).
+e-mail ``email``, Telegram ``messengerUserId`` (the chat id), the web chat
+``messengerUserId`` (the visitor's id). A ``chat`` channel (a session with a bot) becomes one
+of those per person: see :mod:`herald.services.chat_sessions`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,12 +19,14 @@ from herald.channels.email import validate_email_address
 from herald.domain.phones import InvalidPhone, to_e164
 from herald.errors import ValidationFailed
 from herald.schemas.messages import (
+    ChatChannelIn,
     DestinationIn,
     MessageIn,
     RichChannelIn,
     SmsChannelIn,
     pydantic_code,
 )
+from herald.services.chat_sessions import BOT_KEY, resolve_chat
 from herald.services.composition import CompositionProblem, compose_rich, compose_sms
 from herald.services.problems import Problems
 from herald.services.senders import SenderDirectory
@@ -29,16 +34,17 @@ from herald.services.short_links import PlannedLink
 from herald.services.templates import TemplateSnapshot, merge_variables
 from herald.store.senders import Sender
 
-SUPPORTED_CHANNELS = ("sms", "email", "telegram", "whatsapp")
+SUPPORTED_CHANNELS = ("sms", "email", "telegram", "whatsapp", "chat")
 ADDRESS_FIELD = {
     "sms": "phone",
     "whatsapp": "phone",
     "email": "email",
     "telegram": "messengerUserId",
+    "chat": "messengerUserId",
 }
 DESTINATION_FIELDS = {"phone", "email", "messengerUserId", "variables"}
 
-ChannelSpec = SmsChannelIn | RichChannelIn
+ChannelSpec = SmsChannelIn | RichChannelIn | ChatChannelIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,11 @@ class Step:
     channel: str
     spec: ChannelSpec
     sender: Sender
+    # A chat session: the bot that talks. A request's chat step holds the messengers to
+    # choose from and the one each address last used; a person gets one of them.
+    bot_id: str | None = None
+    choices: tuple[Step, ...] = ()
+    last_used: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,7 @@ class StepContent:
     content: dict[str, Any] | None
     segments: int | None
     links: list[PlannedLink]
+    index: int = 0  # the request's channel this is (a chat session's messenger included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,8 @@ def channel_specs(
                 "unsupported_channel",
             )
             continue
-        model: type[ChannelSpec] = SmsChannelIn if key == "sms" else RichChannelIn
+        models: dict[str, type[ChannelSpec]] = {"sms": SmsChannelIn, "chat": ChatChannelIn}
+        model = models.get(key, RichChannelIn)
         try:
             spec = model.model_validate(value or {})
         except ValidationError as e:
@@ -112,10 +125,26 @@ async def resolve_steps(
     senders: SenderDirectory,
     path: str,
     problems: Problems,
+    destinations: Sequence[DestinationIn] = (),
 ) -> list[Step]:
     """Each channel with the sender it goes out through."""
     steps = []
     for key, spec in specs:
+        if isinstance(spec, ChatChannelIn):
+            chat = await resolve_chat(spec, senders, destinations, path, problems)
+            if chat is not None:
+                bot_id, choices, last_used = chat
+                steps.append(
+                    Step(
+                        key,
+                        spec,
+                        choices[0][2],
+                        bot_id=bot_id,
+                        choices=tuple(Step(c, s, snd, bot_id=bot_id) for c, s, snd in choices),
+                        last_used=last_used,
+                    )
+                )
+            continue
         try:
             sender = await senders.resolve(key, spec.from_)
         except ValidationFailed as e:
@@ -173,9 +202,11 @@ def recipient_for(
     addresses = _addresses(dest, dpath, problems)
     if addresses is None:
         return None
-    reachable = [step for step in steps if ADDRESS_FIELD[step.channel] in addresses]
+    reachable = [
+        (i, chosen) for i, step in enumerate(steps) if (chosen := _choose(step, addresses))
+    ]
     if not reachable:
-        needed = sorted({ADDRESS_FIELD[s.channel] for s in steps})
+        needed = sorted({ADDRESS_FIELD[c.channel] for s in steps for c in (s.choices or (s,))})
         code = "missing_phone" if needed == ["phone"] else "missing_address"
         problems.add(
             f"{dpath}",
@@ -186,9 +217,10 @@ def recipient_for(
         return None
     variables = merge_variables(msg.variables, dest.variables)
     contents = []
-    for step in reachable:
+    for index, step in reachable:
         try:
-            contents.append(_content(step, addresses, msg, template, variables, short_link_base))
+            content = _content(step, addresses, msg, template, variables, short_link_base)
+            contents.append(replace(content, index=index))
         except CompositionProblem as e:
             # A literal text is the request's own problem; a rendered one depends on this
             # destination's variables, so point there.
@@ -203,6 +235,18 @@ def recipient_for(
     return Recipient(addresses, addresses.get("phone"), variables, contents)
 
 
+def _choose(step: Step, addresses: dict[str, str]) -> Step | None:
+    """The step itself if the person has its address; for a chat session, the messenger
+    the person last used with the bot, else the first one they can be reached on."""
+    if not step.choices:
+        return step if ADDRESS_FIELD[step.channel] in addresses else None
+    usable = [c for c in step.choices if ADDRESS_FIELD[c.channel] in addresses]
+    for choice in usable:
+        if step.last_used.get(addresses[ADDRESS_FIELD[choice.channel]]) == choice.channel:
+            return choice
+    return usable[0] if usable else None
+
+
 def _content(
     step: Step,
     addresses: dict[str, str],
@@ -214,6 +258,9 @@ def _content(
     address = addresses[ADDRESS_FIELD[step.channel]]
     if isinstance(step.spec, SmsChannelIn):
         overrides = {"text": step.spec.text} if step.spec.text is not None else {}
+        if step.bot_id:  # a chat session over SMS: the chat text, rendered once
+            overrides = {"text": compose_rich(template, "chat", overrides, variables).text}
+            template, variables = None, {}
         sms = compose_sms(
             template,
             overrides,
@@ -221,7 +268,8 @@ def _content(
             short_links_base=short_link_base if msg.use_short_links else None,
             smart_encoding=step.sender.smart_encoding,
         )
-        return StepContent(step, address, sms.text, None, sms.segments, sms.links)
+        session = {BOT_KEY: step.bot_id} if step.bot_id else None
+        return StepContent(step, address, sms.text, session, sms.segments, sms.links)
     overrides = step.spec.model_dump(
         by_alias=True,
         exclude_none=True,
@@ -237,8 +285,11 @@ def _content(
             "language",
         },
     )
-    rich = compose_rich(template, step.channel, overrides, variables)
+    # A chat session's text comes from the template's chat content, whatever the messenger.
+    rich = compose_rich(template, "chat" if step.bot_id else step.channel, overrides, variables)
     content: dict[str, Any] = dict(rich.content)
+    if step.bot_id:
+        content[BOT_KEY] = step.bot_id
     if isinstance(step.spec, RichChannelIn) and step.spec.template_data:
         content["templateData"] = {k: str(v) for k, v in step.spec.template_data.items()}
     return StepContent(step, address, rich.text, content or None, None, [])

@@ -241,6 +241,14 @@ class SenderDirectory:
         self._project_id = project_id
         self._by_channel: dict[str, list[Sender]] = {}
 
+    @property
+    def session(self) -> AsyncSession:
+        return self._session
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id
+
     async def resolve(self, channel: str, from_address: str | None) -> Sender:
         """The sender whose ``from`` matches, else the project's default for the channel."""
         if channel not in self._by_channel:
@@ -280,6 +288,9 @@ def account_of(sender: Sender, vault: Vault) -> SenderAccount:
         provider=sender.provider,
         from_address=sender.from_address,
         account_id=sender.account_id,
-        credentials=vault.decrypt_json(sender.credentials_encrypted),
+        # Herald's own channels (the web chat) have no secrets.
+        credentials=(
+            vault.decrypt_json(sender.credentials_encrypted) if sender.credentials_encrypted else {}
+        ),
         base_url=sender.base_url,
     )

@@ -62,6 +62,7 @@ class ConversationMessage(Base):
     __table_args__ = (
         Index(None, "provider_sid", unique=True),
         Index(None, "conversation_id", "id"),
+        Index(None, "message_id"),
     )
 
     # An integer key keeps insertion order even when an inbound text and its TwiML reply
@@ -75,8 +76,13 @@ class ConversationMessage(Base):
     provider_sid: Mapped[str | None] = mapped_column(String(64))
     # For replies sent through the messages pipeline: its message, whose status is shown.
     message_id: Mapped[str | None] = mapped_column(String(36))
-    # "received" (inbound), "twiml" (answered in the webhook response), "api" (pipeline).
+    # "received" (inbound), "twiml" (answered in the webhook response), "api" (pipeline),
+    # "webchat" (shown in the web chat widget).
     via: Mapped[str] = mapped_column(String(10))
+    # Web chat only: image and button shown with the text, and the widget's receipts
+    # (sent, delivered, read), which also hold for replies that have no pipeline message.
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

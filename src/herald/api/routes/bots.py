@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AliasChoices, Field
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.routes.webchat import script_url, snippet
 from herald.api.routes.webhooks import EMPTY_TWIML, public_url_of
 from herald.schemas.messages import WireModel
 from herald.services import bots as service
@@ -95,6 +96,11 @@ def bot_out(bot: Bot, public_url: str) -> dict[str, Any]:
         "defaultReply": bot.default_reply,
         "helpText": bot.help_text,
         "inboundWebhookUrl": inbound_url(public_url, bot.id),
+        "webchat": {
+            "scriptUrl": script_url(public_url),
+            "snippet": snippet(public_url, bot.id),
+            "pageUrl": f"{public_url.rstrip('/')}/chat/{bot.id}",
+        },
         "createdAt": bot.created_at.isoformat(),
         "updatedAt": bot.updated_at.isoformat(),
     }

@@ -1,0 +1,399 @@
+"""The web chat: visitors, their conversations with a bot, the widget's outbox and receipts.
+
+A web chat conversation is an ordinary bot conversation on channel ``chat`` whose address
+is the visitor's id. Everything the widget shows is a row of ``conversation_messages``:
+the bot's messages are put there by the web chat channel (so they travel the pipeline with
+retries and cascade) or by the bot's immediate replies, the visitor's own by the socket.
+Each Herald process runs one :class:`WebChatHub` that polls for new rows of the chats its
+sockets show, so a message posted by a ``herald worker`` in another process still arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.channels.base import OutboundMessage
+from herald.channels.webchat import BotGone
+from herald.domain import webchat as rules
+from herald.domain.statuses import Status
+from herald.errors import Forbidden, NotFound, ValidationFailed
+from herald.services.bots import (
+    Decision,
+    call_backend,
+    plan_answer,
+    record_inbound_activity,
+    record_replies,
+)
+from herald.services.conversations import add_message, conversation_for
+from herald.services.tracking import Changes, apply_status, detach
+from herald.services.vault import Vault
+from herald.store.bots import Bot, Conversation, ConversationMessage
+from herald.store.db import is_postgres
+from herald.store.messages import Delivery, Message
+from herald.store.projects import Project
+from herald.store.queue import load_siblings
+
+log = logging.getLogger("herald.webchat")
+
+CHANNEL = "chat"
+PROVIDER = "webchat"
+REPLAY_LIMIT = 1000
+
+
+# -- visitors ----------------------------------------------------------------------------------
+
+
+async def _bot(session: AsyncSession, bot_id: str) -> Bot:
+    bot = await session.get(Bot, bot_id)
+    if bot is None:
+        raise NotFound(f"No bot with id {bot_id}.", code="bot_not_found")
+    return bot
+
+
+async def _secret(session: AsyncSession, vault: Vault, bot: Bot) -> str:
+    project = await session.get(Project, bot.project_id)
+    assert project is not None
+    return vault.decrypt(project.webhook_secret_encrypted)
+
+
+def _checked_visitor(visitor_id: str) -> str:
+    if not rules.valid_visitor_id(visitor_id):
+        raise ValidationFailed(
+            "'visitorId' must be 1-128 letters, digits or . _ : @ + -.",
+            code="invalid_visitor_id",
+            details={"field": "visitorId"},
+        )
+    return visitor_id
+
+
+async def visitor_credentials(
+    session: AsyncSession, vault: Vault, bot: Bot, visitor_id: str | None
+) -> dict[str, str]:
+    """A visitor id (a new anonymous one if none is given) and the token the widget needs."""
+    visitor = _checked_visitor(visitor_id) if visitor_id else "v-" + secrets.token_urlsafe(12)
+    secret = await _secret(session, vault, bot)
+    return {
+        "botId": bot.id,
+        "visitorId": visitor,
+        "token": rules.visitor_token(secret, bot.id, visitor),
+    }
+
+
+async def anonymous_visitor(session: AsyncSession, vault: Vault, bot_id: str) -> dict[str, str]:
+    """A new anonymous visitor of a bot's web chat (the widget asks for one on first load)."""
+    return await visitor_credentials(session, vault, await _bot(session, bot_id), None)
+
+
+async def open_visitor_chat(
+    session: AsyncSession,
+    vault: Vault,
+    bot_id: str,
+    visitor_id: str,
+    token: str,
+    now: datetime,
+) -> Conversation:
+    """The visitor's conversation with the bot (opened if new), once the token is checked."""
+    bot = await _bot(session, bot_id)
+    secret = await _secret(session, vault, bot)
+    if not rules.valid_visitor_id(visitor_id) or not rules.token_matches(
+        secret, bot.id, visitor_id, token
+    ):
+        raise Forbidden("The visitor token does not match this visitor.", code="invalid_token")
+    return await conversation_for(session, bot, CHANNEL, visitor_id, now)
+
+
+# -- what the widget shows ---------------------------------------------------------------------
+
+
+def frame_of(m: ConversationMessage) -> dict[str, Any]:
+    """A chat message as the widget receives it."""
+    content = m.content or {}
+    return {
+        "type": "message",
+        "id": m.id,
+        "direction": m.direction,
+        "text": m.body,
+        "imageUrl": content.get("imageUrl"),
+        "buttonUrl": content.get("buttonUrl"),
+        "buttonText": content.get("buttonText"),
+        "clientId": content.get("clientId"),
+        "status": m.status,
+        "createdAt": m.created_at.isoformat(),
+    }
+
+
+async def chat_after(
+    session: AsyncSession, conversation_ids: list[str], after: int
+) -> list[ConversationMessage]:
+    """The chats' messages with ids above ``after``, oldest first."""
+    if not conversation_ids:
+        return []
+    query = (
+        select(ConversationMessage)
+        .where(
+            ConversationMessage.conversation_id.in_(conversation_ids),
+            ConversationMessage.id > after,
+        )
+        .order_by(ConversationMessage.id)
+        .limit(REPLAY_LIMIT)
+    )
+    return list(await session.scalars(query))
+
+
+# -- the outbox the web chat channel posts to --------------------------------------------------
+
+
+class DbOutbox:
+    """Posts the bot's messages into the visitor's conversation."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], on_post: Callable[[], None]
+    ) -> None:
+        self._sessions, self._on_post = sessions, on_post
+
+    async def post(self, bot_id: str, visitor_id: str, message: OutboundMessage) -> int:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            bot = await session.get(Bot, bot_id)
+            if bot is None:
+                raise BotGone(bot_id)
+            conversation = await conversation_for(session, bot, CHANNEL, visitor_id, now)
+            content = {
+                "imageUrl": message.image_url,
+                "buttonUrl": message.button_url,
+                "buttonText": message.button_text,
+            }
+            row = add_message(
+                session,
+                conversation,
+                "outbound",
+                message.body,
+                PROVIDER,
+                now,
+                message_id=message.message_id,
+                content={k: v for k, v in content.items() if v},
+                status="sent",
+            )
+            await session.flush()
+            posted = row.id
+        self._on_post()
+        return posted
+
+    async def posted(self, message_id: str) -> list[int]:
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(ConversationMessage.id).where(
+                        ConversationMessage.message_id == message_id,
+                        ConversationMessage.via == PROVIDER,
+                    )
+                )
+            )
+
+
+# -- what the visitor does ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorTextResult:
+    id: int
+    duplicate: bool
+
+
+async def handle_visitor_text(
+    sessions: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    client: httpx.AsyncClient,
+    conversation_id: str,
+    text: rules.VisitorText,
+    now: datetime,
+) -> VisitorTextResult:
+    """Store the visitor's text once (a resend after a reconnect changes nothing), then let
+    the bot answer: its immediate replies appear in the chat, a backend may answer later
+    through the conversations API."""
+    # provider_sid is the idempotency key (64 characters at most, unique across channels).
+    digest = hashlib.sha256(f"{conversation_id}:{text.client_id}".encode()).hexdigest()
+    sid = f"web:{digest[:56]}"
+    async with sessions() as session, session.begin():
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound("This chat no longer exists.", code="conversation_not_found")
+        seen = await session.scalar(
+            select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
+        )
+        if seen is not None:
+            return VisitorTextResult(seen, duplicate=True)
+        bot = await _bot(session, conversation.bot_id)
+        if conversation.status != "open":
+            conversation.status, conversation.closed_at = "open", None
+        message = add_message(
+            session,
+            conversation,
+            "inbound",
+            text.text,
+            "received",
+            now,
+            provider_sid=sid,
+            content={"clientId": text.client_id},
+        )
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError:
+            seen = await session.scalar(
+                select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
+            )
+            assert seen is not None
+            return VisitorTextResult(seen, duplicate=True)
+        await record_inbound_activity(session, bot.project_id, CHANNEL, conversation.address, now)
+        decision = Decision(conversation.id, bot.project_id)
+        await plan_answer(session, vault, bot, conversation, message, decision)
+        stored = message.id
+    replies = decision.replies
+    if decision.backend is not None:
+        replies = await call_backend(client, decision.backend)
+    if replies:
+        async with sessions() as session, session.begin():
+            await record_replies(session, decision, replies, now, via=PROVIDER, status="sent")
+    return VisitorTextResult(stored, duplicate=False)
+
+
+async def record_receipt(
+    session: AsyncSession, conversation_id: str, receipt: rules.Receipt, now: datetime
+) -> bool:
+    """The widget's receipt for one of the bot's messages; moves the message's status too."""
+    row = await session.get(ConversationMessage, receipt.id)
+    if row is None or row.conversation_id != conversation_id or row.direction != "outbound":
+        return False
+    if not rules.receipt_moves(row.status, receipt.status):
+        return False
+    row.status = receipt.status
+    if row.message_id is None:
+        return True
+    query = (
+        select(Delivery, Message)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(Delivery.message_id == row.message_id, Delivery.channel == CHANNEL)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(of=(Delivery, Message))
+    found = (await session.execute(query)).first()
+    if found is None:
+        return True
+    delivery, message = found
+    await session.flush()
+    siblings = await load_siblings(session, [message])
+    detach(session)
+    changes = Changes(siblings=siblings)
+    apply_status(
+        changes,
+        message,
+        delivery,
+        Status(receipt.status),
+        source="webchat",
+        at=now,
+        detail=f"web chat widget: {receipt.status}",
+    )
+    await changes.write(session)
+    return True
+
+
+# -- fan-out to the sockets of this process ----------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Socket:
+    queue: asyncio.Queue[ConversationMessage]
+    after: int  # the widget already has everything up to here
+    high: int
+    sent: set[int]
+
+
+class WebChatHub:
+    """Polls for new chat rows of the conversations this process's sockets show.
+
+    One query per tick serves every socket. Ids are re-read a little below the highest sent,
+    because on PostgreSQL a row with a lower id can commit after a higher one; each socket
+    remembers what it was sent, so nothing is shown twice.
+    """
+
+    LOOKBACK = 1000
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], poll_interval: float = 0.25
+    ) -> None:
+        self._sessions = sessions
+        self._poll_interval = poll_interval
+        self._sockets: dict[str, set[_Socket]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """New rows were written in this process: look now instead of at the next tick."""
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, conversation_id: str, after: int
+    ) -> AsyncIterator[asyncio.Queue[ConversationMessage]]:
+        """A queue of the conversation's rows with ids above ``after``: first those already
+        there (the replay after a reconnect), then new ones as they appear."""
+        socket = _Socket(asyncio.Queue(), after, after, set())
+        self._sockets.setdefault(conversation_id, set()).add(socket)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="webchat-hub")
+        self.wake()
+        try:
+            yield socket.queue
+        finally:
+            sockets = self._sockets.get(conversation_id, set())
+            sockets.discard(socket)
+            if not sockets:
+                self._sockets.pop(conversation_id, None)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while self._sockets:
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("web chat poll failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        sockets = {c: list(s) for c, s in self._sockets.items()}
+        floor = min(
+            max(s.after, s.high - self.LOOKBACK) for group in sockets.values() for s in group
+        )
+        async with self._sessions() as session:
+            rows = await chat_after(session, list(sockets), floor)
+        for row in rows:
+            for socket in sockets.get(row.conversation_id, ()):
+                if row.id > socket.after and row.id not in socket.sent:
+                    socket.sent.add(row.id)
+                    socket.high = max(socket.high, row.id)
+                    socket.queue.put_nowait(row)
+        for group in sockets.values():
+            for socket in group:
+                low = socket.high - self.LOOKBACK
+                socket.sent.difference_update([i for i in socket.sent if i <= low])
