@@ -226,11 +226,15 @@ async def list_senders(
     return list(await session.scalars(query.order_by(Sender.created_at)))
 
 
-async def delete_sender(session: AsyncSession, project_id: str, sender_id: str) -> None:
+async def get_sender(session: AsyncSession, project_id: str, sender_id: str) -> Sender:
     sender = await session.get(Sender, sender_id)
     if sender is None or sender.project_id != project_id:
         raise NotFound(f"No sender with id {sender_id}.", code="sender_not_found")
-    await session.delete(sender)
+    return sender
+
+
+async def delete_sender(session: AsyncSession, project_id: str, sender_id: str) -> None:
+    await session.delete(await get_sender(session, project_id, sender_id))
 
 
 class SenderDirectory:

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
 from herald.services import senders as service
+from herald.services.telegram_inbound import webhook_info
 from herald.store.senders import Sender
 
 router = APIRouter(prefix="/api/v1/senders", tags=["senders"])
@@ -80,7 +82,11 @@ async def add_sender(payload: SenderIn, herald: HeraldDep, project: ProjectId) -
                 verify_token=payload.verify_token,
             ),
         )
-        return sender_out(sender)
+        out = sender_out(sender)
+        if sender.provider == "telegram":
+            # Give these to Telegram's setWebhook so people's answers reach the bots.
+            out.update(webhook_info(sender, herald.vault, herald.settings.public_url))
+        return out
 
 
 @router.get("", summary="List senders (TWIN shape)")
@@ -93,6 +99,18 @@ async def list_senders(
     async with herald.sessions() as session:
         senders = await service.list_senders(session, project, channel=channel, provider=provider)
     return {"count": len(senders), "items": [sender_out(s) for s in senders]}
+
+
+@router.get(
+    "/{sender_id}/telegram-webhook",
+    summary="The URL and secret token to give Telegram's setWebhook for this sender",
+)
+async def telegram_webhook(sender_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
+    async with herald.sessions() as session:
+        sender = await service.get_sender(session, project, sender_id)
+    if sender.provider != "telegram":
+        raise ValidationFailed("This sender is not a Telegram bot.", code="not_telegram")
+    return webhook_info(sender, herald.vault, herald.settings.public_url)
 
 
 @router.delete("/{sender_id}", status_code=204, summary="Remove a sender")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl
 
+import httpx
 from fastapi import APIRouter, Header, Request, Response
 
 from herald.api.deps import HeraldDep
 from herald.errors import HeraldError
+from herald.services.accepting import CreationPolicy
 from herald.services.meta_reports import apply_meta_webhook, confirm_subscription
 from herald.services.provider_reports import TwilioReport
+from herald.services.telegram_inbound import handle_update
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -80,4 +83,27 @@ async def meta_webhook(
             x_hub_signature_256,
             herald.clock.now(),
         )
+    return Response(status_code=200)
+
+
+@router.post("/telegram/{sender_id}", summary="Telegram updates (people answering a bot)")
+async def telegram_webhook(
+    sender_id: str,
+    request: Request,
+    herald: HeraldDep,
+    x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None,
+) -> Response:
+    async with httpx.AsyncClient(headers={"User-Agent": "Herald-Bots/0.1"}) as client:
+        sent = await handle_update(
+            herald.sessions,
+            herald.vault,
+            client,
+            sender_id,
+            await request.body(),
+            x_telegram_bot_api_secret_token,
+            now=herald.clock.now(),
+            policy=CreationPolicy.from_settings(herald.settings),
+        )
+    if sent:
+        herald.work_available.set()
     return Response(status_code=200)
