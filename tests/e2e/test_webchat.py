@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from tests.e2e.test_bots_conversations import (
     create_bot,
     text,
 )
+from tests.e2e.test_crash_safety import start_worker
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald, running_herald
 
@@ -276,3 +279,28 @@ async def test_backend_answers_visitors_and_anonymous_visitors(
     payload = backend.received[0][1]
     assert payload["conversation"]["channel"] == "chat"
     assert payload["conversation"]["address"] == who["visitorId"]
+
+
+async def test_a_worker_process_posts_and_the_serving_process_shows_it(
+    settings: Settings, fake: FakeTwilio, tmp_path: Path
+) -> None:
+    # The API runs no dispatcher here: a separate `herald worker` process sends, and the
+    # serving process's hub finds the posted message in the database.
+    async with running_herald(settings, run_workers=False) as herald, herald.client() as client:
+        bot = await create_bot(client, fake)
+        who = await visitor(client, bot, "user-9")
+        worker = start_worker(settings, herald.url, tmp_path, 1)
+        try:
+            async with connect(socket_url(herald, bot, who)) as ws:
+                message_id = await send_chat(
+                    client,
+                    {"botId": bot["id"], "text": "From the worker"},
+                    messengerUserId="user-9",
+                )
+                shown = await frame(ws, timeout=30)
+                assert shown["text"] == "From the worker"
+                await ws.send(json.dumps({"type": "receipt", "id": shown["id"], "status": "read"}))
+                await wait_status(client, message_id, {"read"})
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=20)
