@@ -46,6 +46,16 @@ async def test_bots_create_update_list_delete(settings: Settings, tmp_path: Path
         assert code == 1
         assert "invalid_phone" in err
 
+        code, out, err = await herald_cli("webchat", bot["id"])
+        assert code == 0, out + err
+        assert out.strip() == bot["webchat"]["snippet"]
+        code, out, err = await herald_cli("webchat", bot["id"], "--visitor", "user-1", "--json")
+        assert code == 0, out + err
+        assert json.loads(out)["visitorId"] == "user-1"
+        assert 'data-visitor="user-1"' in json.loads(out)["snippet"]
+        code, _, err = await herald_cli("webchat", bot["id"], "--visitor", "no spaces")
+        assert code == 1 and "invalid_visitor_id" in err
+
         code, out, err = await herald_cli("delete", bot["id"])
         assert code == 0, out + err
         code, out, _ = await herald_cli("list", "--json")

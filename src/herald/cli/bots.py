@@ -213,3 +213,36 @@ def conversations(
             escape(f"{last.get('direction', '')}: {last.get('text') or ''}"[:60]),
         )  # fmt: skip
     console.print(table)
+
+
+@bots_app.command("webchat")
+def webchat(
+    bot_id: Annotated[str, typer.Argument(help="The bot's id.")],
+    visitor: Annotated[
+        str | None,
+        typer.Option(
+            "--visitor",
+            help="Your user's id: prints the tag that lets them chat as themselves. "
+            "Without it, the tag for anonymous visitors.",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = "",
+) -> None:
+    """The script tag that puts the bot's web chat on your site."""
+    with api_client(url, api_key) as client:
+        if visitor is None:
+            bot = api_call(client, "GET", f"/api/v1/bots/{bot_id}")
+            data = {"botId": bot["id"], **bot["webchat"]}
+        else:
+            data = api_call(
+                client,
+                "POST",
+                f"/api/v1/bots/{bot_id}/webchat/visitors",
+                json={"visitorId": visitor},
+            )
+    if as_json:
+        console.print_json(data=data)
+        return
+    print(data["snippet"])  # plain, so it can be piped into a page
