@@ -72,6 +72,23 @@ def start_herald(workdir: Path, env: dict[str, str], port: int) -> subprocess.Po
     raise RuntimeError("Herald did not start within 60 s")
 
 
+def start_workers(workdir: Path, env: dict[str, str], n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` separate ``herald worker`` processes (the API should run without its own)."""
+    workers = []
+    for i in range(n):
+        with (workdir / f"worker{i}.log").open("wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [str(BIN / "herald"), "worker"],
+                    cwd=workdir,
+                    env={**os.environ, **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return workers
+
+
 def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

@@ -34,6 +34,7 @@ from bench.common import (
     post_messages,
     start_fake_twilio,
     start_herald,
+    start_workers,
     stop,
 )
 
@@ -104,17 +105,7 @@ def main() -> None:
             if args.workers:
                 env["HERALD_RUN_DISPATCHER"] = "false"
             herald = start_herald(workdir, env, port)
-            for n in range(args.workers):
-                with (workdir / f"worker{n}.log").open("wb") as log:
-                    workers.append(
-                        subprocess.Popen(
-                            [str(BIN / "herald"), "worker"],
-                            cwd=workdir,
-                            env={**os.environ, **env},
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                        )
-                    )
+            workers = start_workers(workdir, env, args.workers)
             try:
                 send_at = datetime.now(UTC) + timedelta(seconds=args.lead)
                 took = asyncio.run(

@@ -4,7 +4,7 @@ Starts the fake Twilio and `herald serve` as separate processes on 127.0.0.1, me
 fake's own ceiling first (creates/s straight from an HTTP client, same run, same machine),
 then sends N messages through Herald and reports messages/second until all are delivered.
 
-    .venv/bin/python bench/sms_throughput.py [--messages 20000] [--database-url URL]
+    .venv/bin/python bench/sms_throughput.py [--messages 20000] [--database-url URL] [--workers N]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bench.common import (
     post_messages,
     start_fake_twilio,
     start_herald,
+    start_workers,
     stop,
 )
 from herald.channels.http import provider_http_client
@@ -95,6 +96,12 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default=None, help="default: a fresh SQLite file in a temporary directory"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="separate `herald worker` processes (default: the dispatcher inside `herald serve`)",
+    )
     args = parser.parse_args()
     fake_proc, fake = start_fake_twilio()
     try:
@@ -116,7 +123,10 @@ def main() -> None:
                 check=True,
             )
             api_key = json.loads(created.stdout)["apiKey"]
+            if args.workers:
+                env["HERALD_RUN_DISPATCHER"] = "false"
             herald = start_herald(workdir, env, port)
+            workers = start_workers(workdir, env, args.workers)
             try:
                 result = asyncio.run(
                     through_herald(
@@ -127,9 +137,13 @@ def main() -> None:
                     )
                 )
             finally:
+                for worker in workers:
+                    stop(worker)
                 stop(herald)
     finally:
         stop(fake_proc)
+    where = f"{args.workers} worker process(es)" if args.workers else "in-process dispatcher"
+    print(f"dispatch: {where}")
     print(f"fake Twilio ceiling (Herald's HTTP client, 64 connections): {ceiling:,.0f} creates/s")
     print(
         f"Herald accepted {args.messages:,} messages in {result['accepted_s']:.2f} s "
