@@ -304,3 +304,40 @@ async def test_a_worker_process_posts_and_the_serving_process_shows_it(
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=20)
+
+
+async def test_whatsapp_session_follows_the_messenger_the_person_last_used(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    bot = await create_bot(client, fake, defaultReply="Thanks!")
+    response = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "whatsapp",
+            "provider": "twilio-whatsapp",
+            "from": BOT_NUMBER,
+            "accountSid": fake.account_sid,
+            "authToken": fake.auth_token,
+            "baseUrl": fake.base_url,
+        },
+    )
+    assert response.status_code == 201, response.text
+    await text(fake, bot, "hi by SMS")
+    # Later the person writes on WhatsApp (which also opens its 24-hour window).
+    answer = await fake.send_inbound(
+        f"whatsapp:{BOT_NUMBER}",
+        f"whatsapp:{PERSON}",
+        "hi on WhatsApp",
+        url=bot["inboundWebhookUrl"],
+    )
+    assert answer.status_code == 200
+    message_id = await send_chat(
+        client, {"botId": bot["id"], "text": "Your table is ready"}, phone=PERSON
+    )
+    sent = await wait_status(client, message_id)
+    assert (sent["channel"], sent["status"]) == ("whatsapp", "delivered")
+    last = fake.requests[-1].params
+    assert (last["To"], last["From"]) == ([f"whatsapp:{PERSON}"], [f"whatsapp:{BOT_NUMBER}"])
+    listed = (await client.get(f"/api/v1/bots/{bot['id']}/conversations")).json()["items"]
+    whatsapp = next(c for c in listed if c["channel"] == "whatsapp")
+    assert whatsapp["lastMessage"]["text"] == "Your table is ready"
