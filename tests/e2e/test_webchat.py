@@ -116,7 +116,10 @@ async def test_visitor_talks_to_the_bot_and_receipts_move_the_message(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
 
     async with connect(socket_url(herald, bot, who)) as ws:
-        assert (await frame(ws, "ready"))["conversationId"]
+        assert (await frame(ws, "ready"))["visitorId"] == "user-42"
+        # Opening the chat alone (every page view) leaves no conversation behind.
+        listed = (await client.get(f"/api/v1/bots/{bot['id']}/conversations")).json()
+        assert listed["count"] == 0
         ack = await say(ws, "hours", "first")
         mine, answer = await frame(ws), await frame(ws)
         assert (mine["id"], mine["direction"], mine["clientId"]) == (ack["id"], "inbound", "first")
@@ -341,3 +344,23 @@ async def test_whatsapp_session_follows_the_messenger_the_person_last_used(
     listed = (await client.get(f"/api/v1/bots/{bot['id']}/conversations")).json()["items"]
     whatsapp = next(c for c in listed if c["channel"] == "whatsapp")
     assert whatsapp["lastMessage"]["text"] == "Your table is ready"
+
+
+async def test_floods_are_refused_and_a_deleted_bot_ends_the_chat(
+    herald: RunningHerald, client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    bot = await create_bot(client, fake)
+    who = await visitor(client, bot, "user-5")
+    async with connect(socket_url(herald, bot, who)) as ws:
+        for i in range(10):
+            await say(ws, f"message {i}")
+        await ws.send(json.dumps({"type": "text", "text": "one more", "clientId": "x"}))
+        refused = await frame(ws, "error")
+        assert (refused["code"], refused["clientId"]) == ("too_many_messages", "x")
+    async with connect(socket_url(herald, bot, who)) as ws:
+        await frame(ws, "ready")
+        assert (await client.delete(f"/api/v1/bots/{bot['id']}")).status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.send(json.dumps({"type": "text", "text": "hello?", "clientId": "y"}))
+            await frame(ws, "never")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404

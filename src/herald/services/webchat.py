@@ -97,22 +97,44 @@ async def anonymous_visitor(session: AsyncSession, vault: Vault, bot_id: str) ->
     return await visitor_credentials(session, vault, await _bot(session, bot_id), None)
 
 
-async def open_visitor_chat(
-    session: AsyncSession,
-    vault: Vault,
-    bot_id: str,
-    visitor_id: str,
-    token: str,
-    now: datetime,
-) -> Conversation:
-    """The visitor's conversation with the bot (opened if new), once the token is checked."""
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """A visitor whose token was checked: the socket acts for them alone."""
+
+    bot_id: str
+    visitor_id: str
+
+
+async def check_visitor(
+    session: AsyncSession, vault: Vault, bot_id: str, visitor_id: str, token: str
+) -> Visitor:
+    """The visitor, once the token is checked. Their conversation is only made when someone
+    writes in it, so page views alone leave nothing behind."""
     bot = await _bot(session, bot_id)
     secret = await _secret(session, vault, bot)
     if not rules.valid_visitor_id(visitor_id) or not rules.token_matches(
         secret, bot.id, visitor_id, token
     ):
         raise Forbidden("The visitor token does not match this visitor.", code="invalid_token")
-    return await conversation_for(session, bot, CHANNEL, visitor_id, now)
+    return Visitor(bot.id, visitor_id)
+
+
+async def _chat_ids(session: AsyncSession, visitors: list[Visitor]) -> dict[Visitor, str]:
+    """The conversation of each visitor that has one."""
+    by_bot: dict[str, list[str]] = {}
+    for v in visitors:
+        by_bot.setdefault(v.bot_id, []).append(v.visitor_id)
+    found: dict[Visitor, str] = {}
+    for bot_id, addresses in by_bot.items():
+        rows = await session.execute(
+            select(Conversation.address, Conversation.id).where(
+                Conversation.bot_id == bot_id,
+                Conversation.channel == CHANNEL,
+                Conversation.address.in_(addresses),
+            )
+        )
+        found.update({Visitor(bot_id, address): cid for address, cid in rows})
+    return found
 
 
 # -- what the widget shows ---------------------------------------------------------------------
@@ -217,7 +239,7 @@ async def handle_visitor_text(
     sessions: async_sessionmaker[AsyncSession],
     vault: Vault,
     client: httpx.AsyncClient,
-    conversation_id: str,
+    visitor: Visitor,
     text: rules.VisitorText,
     now: datetime,
 ) -> VisitorTextResult:
@@ -225,20 +247,16 @@ async def handle_visitor_text(
     the bot answer: its immediate replies appear in the chat, a backend may answer later
     through the conversations API."""
     # provider_sid is the idempotency key (64 characters at most, unique across channels).
-    digest = hashlib.sha256(f"{conversation_id}:{text.client_id}".encode()).hexdigest()
-    sid = f"web:{digest[:56]}"
+    key = f"{visitor.bot_id}:{visitor.visitor_id}:{text.client_id}"
+    sid = f"web:{hashlib.sha256(key.encode()).hexdigest()[:56]}"
     async with sessions() as session, session.begin():
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None:
-            raise NotFound("This chat no longer exists.", code="conversation_not_found")
         seen = await session.scalar(
             select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
         )
         if seen is not None:
             return VisitorTextResult(seen, duplicate=True)
-        bot = await _bot(session, conversation.bot_id)
-        if conversation.status != "open":
-            conversation.status, conversation.closed_at = "open", None
+        bot = await _bot(session, visitor.bot_id)
+        conversation = await conversation_for(session, bot, CHANNEL, visitor.visitor_id, now)
         message = add_message(
             session,
             conversation,
@@ -272,12 +290,19 @@ async def handle_visitor_text(
 
 
 async def record_receipt(
-    session: AsyncSession, conversation_id: str, receipt: rules.Receipt, now: datetime
+    session: AsyncSession, visitor: Visitor, receipt: rules.Receipt, now: datetime
 ) -> bool:
     """The widget's receipt for one of the bot's messages; moves the message's status too."""
     row = await session.get(ConversationMessage, receipt.id)
-    if row is None or row.conversation_id != conversation_id or row.direction != "outbound":
+    if row is None or row.direction != "outbound":
         return False
+    conversation = await session.get(Conversation, row.conversation_id)
+    if (
+        conversation is None
+        or conversation.channel != CHANNEL
+        or Visitor(conversation.bot_id, conversation.address) != visitor
+    ):
+        return False  # not this visitor's message: a receipt cannot touch other chats
     if not rules.receipt_moves(row.status, receipt.status):
         return False
     row.status = receipt.status
@@ -323,11 +348,12 @@ class _Socket:
 
 
 class WebChatHub:
-    """Polls for new chat rows of the conversations this process's sockets show.
+    """Polls for new chat rows of the visitors this process's sockets show.
 
     One query per tick serves every socket. Ids are re-read a little below the highest sent,
     because on PostgreSQL a row with a lower id can commit after a higher one; each socket
-    remembers what it was sent, so nothing is shown twice.
+    remembers what it was sent, so nothing is shown twice. A visitor without a conversation
+    yet is looked up each tick until someone writes to them.
     """
 
     LOOKBACK = 1000
@@ -337,7 +363,8 @@ class WebChatHub:
     ) -> None:
         self._sessions = sessions
         self._poll_interval = poll_interval
-        self._sockets: dict[str, set[_Socket]] = {}
+        self._sockets: dict[Visitor, set[_Socket]] = {}
+        self._chats: dict[Visitor, str] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -347,22 +374,23 @@ class WebChatHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, conversation_id: str, after: int
+        self, visitor: Visitor, after: int
     ) -> AsyncIterator[asyncio.Queue[ConversationMessage]]:
-        """A queue of the conversation's rows with ids above ``after``: first those already
+        """A queue of the visitor's chat rows with ids above ``after``: first those already
         there (the replay after a reconnect), then new ones as they appear."""
         socket = _Socket(asyncio.Queue(), after, after, set())
-        self._sockets.setdefault(conversation_id, set()).add(socket)
+        self._sockets.setdefault(visitor, set()).add(socket)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="webchat-hub")
         self.wake()
         try:
             yield socket.queue
         finally:
-            sockets = self._sockets.get(conversation_id, set())
+            sockets = self._sockets.get(visitor, set())
             sockets.discard(socket)
             if not sockets:
-                self._sockets.pop(conversation_id, None)
+                self._sockets.pop(visitor, None)
+                self._chats.pop(visitor, None)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -381,19 +409,25 @@ class WebChatHub:
             self._wake.clear()
 
     async def _tick(self) -> None:
-        sockets = {c: list(s) for c, s in self._sockets.items()}
-        floor = min(
-            max(s.after, s.high - self.LOOKBACK) for group in sockets.values() for s in group
-        )
+        sockets = {v: list(s) for v, s in self._sockets.items()}
         async with self._sessions() as session:
-            rows = await chat_after(session, list(sockets), floor)
+            unknown = [v for v in sockets if v not in self._chats]
+            if unknown:
+                self._chats.update(await _chat_ids(session, unknown))
+            chats = {self._chats[v]: group for v, group in sockets.items() if v in self._chats}
+            if not chats:
+                return
+            floor = min(
+                max(s.after, s.high - self.LOOKBACK) for group in chats.values() for s in group
+            )
+            rows = await chat_after(session, list(chats), floor)
         for row in rows:
-            for socket in sockets.get(row.conversation_id, ()):
+            for socket in chats.get(row.conversation_id, ()):
                 if row.id > socket.after and row.id not in socket.sent:
                     socket.sent.add(row.id)
                     socket.high = max(socket.high, row.id)
                     socket.queue.put_nowait(row)
-        for group in sockets.values():
+        for group in chats.values():
             for socket in group:
                 low = socket.high - self.LOOKBACK
                 socket.sent.difference_update([i for i in socket.sent if i <= low])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import deque
 from html import escape
 from importlib import resources
 from typing import Any
@@ -21,7 +23,7 @@ from pydantic import Field
 from herald.api.deps import HeraldDep, ProjectId
 from herald.bootstrap import Herald
 from herald.domain import webchat as rules
-from herald.errors import Forbidden, HeraldError
+from herald.errors import Forbidden, HeraldError, NotFound
 from herald.schemas.messages import WireModel
 from herald.services import webchat as service
 from herald.services.bots import get_bot
@@ -102,8 +104,21 @@ async def chat_page(bot_id: str, herald: HeraldDep) -> HTMLResponse:
 class _Socket:
     """One visitor's WebSocket: frames from the hub and from the handler never interleave."""
 
+    # A person types a few messages a minute; a script hammering a bot's backend does not.
+    BURST, WINDOW = 10, 10.0
+
     def __init__(self, ws: WebSocket) -> None:
         self.ws, self._lock = ws, asyncio.Lock()
+        self._texts: deque[float] = deque()
+
+    def may_send(self, now: float) -> bool:
+        """Whether one more text fits in the socket's allowance."""
+        while self._texts and now - self._texts[0] > self.WINDOW:
+            self._texts.popleft()
+        if len(self._texts) >= self.BURST:
+            return False
+        self._texts.append(now)
+        return True
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._lock:
@@ -120,11 +135,8 @@ async def chat_socket(
 ) -> None:
     herald: Herald = ws.app.state.herald
     try:
-        async with herald.sessions() as session, session.begin():
-            conversation = await service.open_visitor_chat(
-                session, herald.vault, bot_id, visitor, token, herald.clock.now()
-            )
-            conversation_id = conversation.id
+        async with herald.sessions() as session:
+            who = await service.check_visitor(session, herald.vault, bot_id, visitor, token)
     except HeraldError as e:
         # Accepted and then closed, so the widget sees why: 4403/4404 mean "stop retrying"
         # (a refused handshake reaches the page only as a bare 1006).
@@ -133,9 +145,9 @@ async def chat_socket(
         return
     await ws.accept()
     socket = _Socket(ws)
-    await socket.send({"type": "ready", "conversationId": conversation_id})
+    await socket.send({"type": "ready", "visitorId": who.visitor_id})
     async with (
-        herald.webchat.subscribe(conversation_id, after) as queue,
+        herald.webchat.subscribe(who, after) as queue,
         httpx.AsyncClient(headers={"User-Agent": "Herald-Bots/0.1"}) as client,
     ):
 
@@ -146,15 +158,17 @@ async def chat_socket(
         forwarding = asyncio.create_task(forward())
         try:
             while True:
-                await _handle(herald, client, socket, conversation_id, await ws.receive_text())
+                await _handle(herald, client, socket, who, await ws.receive_text())
         except WebSocketDisconnect:
             pass
+        except NotFound as e:  # the bot was deleted meanwhile
+            await ws.close(code=4404, reason=e.message[:120])
         finally:
             forwarding.cancel()
 
 
 async def _handle(
-    herald: Herald, client: httpx.AsyncClient, socket: _Socket, conversation_id: str, raw: str
+    herald: Herald, client: httpx.AsyncClient, socket: _Socket, who: service.Visitor, raw: str
 ) -> None:
     try:
         frame = rules.parse_frame(json.loads(raw))
@@ -167,11 +181,21 @@ async def _handle(
         return
     now = herald.clock.now()
     if isinstance(frame, rules.VisitorText):
+        if not socket.may_send(time.monotonic()):
+            await socket.send(
+                {
+                    "type": "error",
+                    "code": "too_many_messages",
+                    "error": "Too many messages at once; wait a moment and send again.",
+                    "clientId": frame.client_id,
+                }
+            )
+            return
         result = await service.handle_visitor_text(
-            herald.sessions, herald.vault, client, conversation_id, frame, now
+            herald.sessions, herald.vault, client, who, frame, now
         )
         herald.webchat.wake()
         await socket.send({"type": "ack", "clientId": frame.client_id, "id": result.id})
         return
     async with herald.sessions() as session, session.begin():
-        await service.record_receipt(session, conversation_id, frame, now)
+        await service.record_receipt(session, who, frame, now)
