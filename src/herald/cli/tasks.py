@@ -117,13 +117,20 @@ def _task_body(
     callback_url: str | None,
     validity: int | None,
     sender: str | None,
+    channels: str | None = None,
 ) -> dict[str, Any]:
-    sms: dict[str, Any] = {}
+    # --from and --validity belong to the first channel (SMS unless --channels says).
+    keys = [k.strip().lower() for k in (channels or "").split(",") if k.strip()]
+    first: dict[str, Any] = {}
     if validity is not None:
-        sms["validityPeriod"] = validity
+        first["validityPeriod"] = validity
     if sender:
-        sms["from"] = sender
-    settings: dict[str, Any] = {"channels": {"sms": sms}} if sms else {}
+        first["from"] = sender
+    settings: dict[str, Any] = {}
+    if keys:
+        settings["channels"] = {k: dict(first) if i == 0 else {} for i, k in enumerate(keys)}
+    elif first:
+        settings["channels"] = {"sms": first}
     if send_at:
         settings["sendAt"] = send_at
     if short_links:
@@ -156,6 +163,10 @@ def create(
     callback_url: Annotated[str | None, typer.Option("--callback-url")] = None,
     validity: Annotated[int | None, typer.Option(help="Validity period, minutes.")] = None,
     sender: Annotated[str | None, typer.Option("--from", help="Sender to use.")] = None,
+    channels: Annotated[
+        str | None,
+        typer.Option(help="Channels in cascade order, e.g. email,sms (default: the template's)."),
+    ] = None,
     start: Annotated[bool, typer.Option(help="Start sending once imported.")] = True,
     watch: Annotated[bool, typer.Option(help="Show progress until the task ends.")] = True,
     url: UrlOpt = DEFAULT_URL,
@@ -164,7 +175,7 @@ def create(
     """Create a task from FILE (CSV or XLSX), import it, start it and show its progress."""
     body = _task_body(
         name or file.name, template, policy, region, send_at, short_links, callback_url,
-        validity, sender,
+        validity, sender, channels,
     )  # fmt: skip
     with api_client(url, api_key) as client:
         client.timeout = httpx.Timeout(600)
@@ -256,6 +267,9 @@ tasks_app.command("delete", help="Delete a task (unsent messages are cancelled).
 @tasks_app.command("sample")
 def sample(
     template: Annotated[str, typer.Option("--template", help="Template id.")],
+    channels: Annotated[
+        str | None, typer.Option(help="Channels to send on, e.g. email,sms (default: all).")
+    ] = None,
     fmt: FormatOpt = "xlsx",
     output: OutOpt = None,
     url: UrlOpt = DEFAULT_URL,
@@ -263,8 +277,9 @@ def sample(
 ) -> None:
     """Download a file with exactly the columns the template needs, and one example row."""
     target = output or Path(f"sample.{fmt}")
+    params = {"format": fmt, **({"channels": channels} if channels else {})}
     with api_client(url, api_key) as client:
-        _download(client, f"/api/v1/templates/{template}/sample", target, format=fmt)
+        _download(client, f"/api/v1/templates/{template}/sample", target, **params)
     console.print(f"Saved {target}")
 
 

@@ -23,8 +23,10 @@ from herald.domain.phones import InvalidPhone, to_e164
 
 FORMATS = ("csv", "xlsx")
 DELIMITERS = ",;\t|"
-# Columns that address the recipient rather than fill template variables.
-DESTINATION_COLUMNS = ("phone", "email")
+# Columns that address the recipient rather than fill template variables, named as the
+# messages API names a destination's fields (Telegram's chat id is ``messengerUserId``).
+DESTINATION_COLUMNS = ("phone", "email", "messengerUserId")
+_DESTINATION_NAMES = {name.lower(): name for name in DESTINATION_COLUMNS}
 # Cells starting with these are formulas to Excel and LibreOffice (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _XLSX_MAGIC = b"PK\x03\x04"
@@ -102,7 +104,7 @@ def sniff_delimiter(sample: str) -> str:
 def column_name(raw: Any) -> str:
     """A header cell as a column name: trimmed; destination columns case-insensitive."""
     text = cell_text(raw).strip().lstrip("\ufeff").strip()
-    return text.lower() if text.lower() in DESTINATION_COLUMNS else text
+    return _DESTINATION_NAMES.get(text.lower(), text)
 
 
 def cell_text(value: Any) -> str:
@@ -173,7 +175,7 @@ HEADER_SEARCH_ROWS = 20
 def _rows(records: Iterable[Sequence[Any]]) -> Iterator[Row | list[str]]:
     """The header (as a list of names) first, then data rows; blank rows are skipped.
 
-    The header is the first row naming a destination column (``phone``, ``email``) within
+    The header is the first row naming a destination column (``phone``, ``email``, ...) within
     the first rows, so a title or notes above the table are skipped; without one, the
     first non-blank row.
     """

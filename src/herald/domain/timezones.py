@@ -55,7 +55,7 @@ def zone_of_phone(e164: str) -> str | None:
         return _zone_of_unchecked(e164)
     if phone.number_type == PhoneNumberType.UNKNOWN:
         zones: Sequence[str] = ()  # Twilio's magic test numbers: no zone
-    elif is_number_type_geographical(phone.number_type, phone.number.country_code):
+    elif is_number_type_geographical(phone.number_type, phone.number.country_code or 0):
         zones = phone_timezones.time_zones_for_geographical_number(phone.number)
     else:
         zones = phone_timezones.time_zones_for_number(phone.number)

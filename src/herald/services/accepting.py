@@ -165,6 +165,7 @@ async def create_messages(
     *,
     now: datetime,
     policy: CreationPolicy | None = None,
+    held: bool = False,
 ) -> list[dict[str, Any]]:
     """Validate the whole request, then store one message per destination.
 
@@ -173,6 +174,7 @@ async def create_messages(
     to the recipient's next allowed time; the others wait as ``pending`` for the cascade.
     Texts are rendered from the template with the destination's variables and shortened
     before segments are counted. Nothing is stored unless every message is valid.
+    ``held`` stores the deliveries without a due time (a send task not started yet).
     """
     policy = policy or CreationPolicy()
     problems = Problems()
@@ -235,6 +237,7 @@ async def create_messages(
                 project_zone,
                 now=now,
                 pause_validity=policy.quiet_hours_pause_validity,
+                held=held,
             )
             first = recipient.contents[0].step.channel
             rows[Message].append(
@@ -306,6 +309,7 @@ def _store_recipient(
     *,
     now: datetime,
     pause_validity: bool = False,
+    held: bool = False,
 ) -> Status:
     """Delivery and history rows for one recipient; returns the message's first status."""
     timing = plan.timing
@@ -350,7 +354,7 @@ def _store_recipient(
                 "required": bool(content.step.spec.required),
                 "validity_minutes": validity,
                 "status": status.value,
-                "next_attempt_at": due_at,
+                "next_attempt_at": None if held else due_at,
                 "expires_at": expires_at,
                 "attempt_count": 0,
                 "num_segments": content.segments,

@@ -20,32 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
 from herald.errors import InvalidRequest
-from herald.services.tasks import find_task
+from herald.services.message_plans import SUPPORTED_CHANNELS
+from herald.services.tasks import destination_columns, find_task, task_channels
 from herald.services.templates import load_template, variables_in
 from herald.store.messages import Delivery, Message
 from herald.store.tasks import TaskRow
 
-# Where each channel's recipient comes from in a row.
-DESTINATION_COLUMN = {"sms": "phone", "whatsapp": "phone", "viber": "phone", "email": "email"}
-EXAMPLES = {"phone": "+14155552671", "email": "ann@example.com"}
+EXAMPLES = {
+    "phone": "+14155552671",
+    "email": "ann@example.com",
+    "messengerUserId": "123456789",
+}
 
 
-def sample_columns(
-    channels: dict[str, dict[str, Any]], wanted: Sequence[str] | None = None
-) -> list[str]:
-    """Destination columns for the channels, then every variable their content uses."""
-    keys = [k.lower() for k in (wanted or channels.keys() or ["sms"])]
-    unknown = [k for k in keys if k not in DESTINATION_COLUMN]
-    if unknown:
-        raise InvalidRequest(
-            f"Channel {unknown[0]!r} has no spreadsheet column; use: "
-            f"{', '.join(DESTINATION_COLUMN)}.",
-            code="unsupported_channel",
-        )
-    columns: list[str] = []
-    for key in keys:
-        if DESTINATION_COLUMN[key] not in columns:
-            columns.append(DESTINATION_COLUMN[key])
+def sample_columns(channels: dict[str, dict[str, Any]]) -> list[str]:
+    """The destination columns the channels need, then every variable their content uses."""
+    columns = destination_columns(channels)
     return columns + [v for v in variables_in(channels) if v not in columns]
 
 
@@ -57,19 +47,24 @@ def sample_file(columns: Sequence[str], fmt: str) -> bytes:
 async def template_sample(
     session: AsyncSession, project_id: str, template_id: str, channels: Sequence[str] | None
 ) -> list[str]:
+    """Columns for sending the template on ``channels`` (default: every channel it has)."""
     snapshot = await load_template(session, project_id, template_id)
-    return sample_columns(snapshot.channels, channels)
+    keys = [k.lower() for k in channels or ()] or [
+        k for k in snapshot.channels if k in SUPPORTED_CHANNELS
+    ]
+    unknown = [k for k in keys if k not in SUPPORTED_CHANNELS]
+    if unknown or not keys:
+        what = f"Channel {unknown[0]!r}" if unknown else "None of the template's channels"
+        raise InvalidRequest(
+            f"{what} cannot be sent from a spreadsheet; use: {', '.join(SUPPORTED_CHANNELS)}.",
+            code="unsupported_channel",
+        )
+    return sample_columns({k: dict(snapshot.channels.get(k, {})) for k in keys})
 
 
 async def task_sample(session: AsyncSession, project_id: str, task_id: str) -> list[str]:
     task = await find_task(session, project_id, task_id)
-    channels: dict[str, dict[str, Any]] = {}
-    if task.template_id:
-        snapshot = await load_template(session, project_id, task.template_id)
-        channels = {k: dict(v) for k, v in snapshot.channels.items()}
-    for key, content in task.settings.get("channels", {}).items():
-        channels[key] = {**channels.get(key, {}), **content}
-    return sample_columns(channels, [k for k in channels if k in DESTINATION_COLUMN] or ["sms"])
+    return sample_columns(await task_channels(session, task))
 
 
 async def report(
@@ -102,6 +97,7 @@ async def report(
 RESULT_COLUMNS = [
     "messageId",
     "status",
+    "channel",
     "errorCode",
     "errorMessage",
     "segments",
@@ -109,6 +105,19 @@ RESULT_COLUMNS = [
     "priceUnit",
 ]
 PAGE = 2000
+_SUCCESS = ("delivered", "read")
+_UNUSED = ("pending", "skipped")
+
+
+def _outcome(deliveries: Sequence[Delivery]) -> Delivery | None:
+    """The channel that speaks for a cascade: the one that delivered, else the last tried."""
+    if not deliveries:
+        return None
+    for d in deliveries:
+        if d.status in _SUCCESS:
+            return d
+    tried = [d for d in deliveries if d.status not in _UNUSED]
+    return max(tried or deliveries[:1], key=lambda d: d.step)
 
 
 def _result_values(
@@ -119,17 +128,47 @@ def _result_values(
         where = f"{row.error_column}: " if row.error_column else ""
         return [*values, f"{where}{row.error}"]
     if row.error is not None:
-        return [*values, "", "rejected", row.error_code, row.error, "", "", ""]
+        return [*values, "", "rejected", "", row.error_code, row.error, "", "", ""]
     d = delivery
     return [
         *values,
         row.message_id,
         status,
+        d.channel if d else None,
         d.error_code if d else None,
         d.error_message if d else None,
         d.num_segments if d else None,
         d.price if d else None,
         d.price_unit if d else None,
+    ]
+
+
+async def _page(
+    session: AsyncSession, task_id: str, kind: str, after: int
+) -> list[tuple[TaskRow, str | None, Delivery | None]]:
+    """One page of rows, each with its message's status and the delivery that speaks for it."""
+    query = (
+        select(TaskRow, Message.status)
+        .outerjoin(Message, Message.id == TaskRow.message_id)
+        .where(TaskRow.task_id == task_id, TaskRow.row_number > after)
+        .order_by(TaskRow.row_number)
+        .limit(PAGE)
+    )
+    if kind == "report":
+        query = query.where(TaskRow.error.is_not(None))
+    page = [(row, status) for row, status in (await session.execute(query)).all()]
+    ids = [row.message_id for row, _ in page if row.message_id]
+    by_message: dict[str, list[Delivery]] = {}
+    if ids and kind == "results":
+        # Rows are paged first and their deliveries fetched apart: a message has one
+        # delivery per channel of its cascade, and a page must not split a message.
+        deliveries = await session.scalars(
+            select(Delivery).where(Delivery.message_id.in_(ids)).order_by(Delivery.step)
+        )
+        for d in deliveries:
+            by_message.setdefault(d.message_id, []).append(d)
+    return [
+        (row, status, _outcome(by_message.get(row.message_id or "", []))) for row, status in page
     ]
 
 
@@ -151,17 +190,7 @@ async def export(
         while True:
             # A short read transaction per page: on SQLite every transaction takes the lock.
             async with herald.sessions() as session:
-                query = (
-                    select(TaskRow, Message.status, Delivery)
-                    .outerjoin(Message, Message.id == TaskRow.message_id)
-                    .outerjoin(Delivery, Delivery.message_id == Message.id)
-                    .where(TaskRow.task_id == task_id, TaskRow.row_number > after)
-                    .order_by(TaskRow.row_number)
-                    .limit(PAGE)
-                )
-                if kind == "report":
-                    query = query.where(TaskRow.error.is_not(None))
-                page = (await session.execute(query)).all()
+                page = await _page(session, task_id, kind, after)
             if not page:
                 break
             rows = [_result_values(kind, columns, r, s, d) for r, s, d in page]

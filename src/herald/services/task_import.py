@@ -9,6 +9,7 @@ every row already stored: nothing is lost or sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,21 +22,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.bootstrap import Herald
+from herald.channels.email import validate_email_address
 from herald.domain import spreadsheets as sheets
 from herald.domain.phones import InvalidPhone
-from herald.errors import ValidationFailed
+from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn, Scalar
 from herald.services.accepting import CreationPolicy, create_messages
 from herald.services.tasks import (
     DEST_PATH,
-    HELD,
     IMPORTING,
     TASK_ROWS,
+    destination_columns,
     settings_path,
+    task_channels,
     task_file,
 )
 from herald.store.db import is_postgres
-from herald.store.messages import Delivery
 from herald.store.tasks import Task, TaskRow
 
 log = logging.getLogger("herald.tasks")
@@ -43,19 +45,53 @@ log = logging.getLogger("herald.tasks")
 BATCH_SIZE = 1000  # create_messages' most destinations per message
 
 
+# How the report names what a row lacks, per destination column.
+_ADDRESS_NAMES = {
+    "phone": "phone number",
+    "email": "e-mail address",
+    "messengerUserId": "chat id (messengerUserId)",
+}
+
+
 @dataclass(slots=True)
 class _Row:
     number: int
     cells: dict[str, str]
-    phone: str | None = None
+    # The row's addresses by destination column (phone in E.164, e-mail checked).
+    addresses: dict[str, str] = field(default_factory=dict)
     variables: dict[str, Scalar] = field(default_factory=dict)
     message_id: str | None = None
+    # Whether the row's keys went into the task's seen set (a duplicate's did not).
+    claimed: bool = False
     error: str | None = None
     error_code: str | None = None
     error_column: str | None = None
 
     def reject(self, message: str, code: str, column: str | None) -> None:
         self.error, self.error_code, self.error_column = message, code, column
+
+    @property
+    def keys(self) -> list[str]:
+        """What makes this row's person a duplicate of another's (one key per address)."""
+        return [_key(column, value) for column, value in self.addresses.items()]
+
+
+def _key(column: str, value: str) -> str:
+    # Domains are case-insensitive and people type addresses in any case; phones are E.164,
+    # chat ids exact. The three kinds cannot collide (+digits, x@y, ids without @ or +).
+    return value.lower() if column == "email" else value
+
+
+def destination_of(keys: Sequence[str]) -> str:
+    """The keys as stored on the task row, so a resumed import still finds duplicates."""
+    stored = ""
+    for key in keys:
+        # The column holds 200 characters: an address too long to fit is left out (only a
+        # duplicate of it after a restart would go unnoticed).
+        candidate = f"{stored} {key}" if stored else key
+        if len(candidate) <= 200:
+            stored = candidate
+    return stored
 
 
 class TaskFailed(Exception):
@@ -70,45 +106,90 @@ class _Stopped(Exception):
     """The task was cancelled, deleted or taken over by another importer."""
 
 
-def _prepare(cells: dict[str, str], number: int, region: str | None, seen: set[str]) -> _Row:
-    """A row checked the cheap way: its phone parsed and not seen before in this task."""
+def _address(column: str, raw: str, region: str | None) -> str:
+    """A cell's address, normalised; raises ValueError (InvalidPhone for phones)."""
+    if column == "phone":
+        if raw.startswith("+"):
+            # Already international: create_messages parses and checks it anyway, and
+            # parsing is the costliest step of an import, so only the key is made here.
+            return "+" + "".join(ch for ch in raw if ch.isdigit())
+        return sheets.normalise_phone(raw, region)
+    if column == "email":
+        return validate_email_address(raw)
+    return raw
+
+
+def _prepare(
+    cells: dict[str, str],
+    number: int,
+    region: str | None,
+    seen: set[str],
+    columns: Sequence[str],
+) -> _Row:
+    """A row checked the cheap way: its addresses read and none seen before in this task.
+
+    ``columns`` are the destination columns of the task's channels; a row needs at least
+    one of them, as a message's destination needs an address for one of its channels.
+    """
     row = _Row(number, cells)
-    raw_phone = cells.get("phone", "")
-    row.variables = {k: v for k, v in cells.items() if k not in ("phone", "email") and v != ""}
-    if not raw_phone:
-        row.reject("The phone number is missing.", "missing_phone", "phone")
-        return row
-    if raw_phone.startswith("+"):
-        # Already international: create_messages parses and checks it anyway, and parsing
-        # is the costliest step of an import, so only the duplicate key is made here.
-        row.phone = "+" + "".join(ch for ch in raw_phone if ch.isdigit())
-    else:
+    row.variables = {
+        k: v for k, v in cells.items() if k not in sheets.DESTINATION_COLUMNS and v != ""
+    }
+    for column in columns:
+        raw = cells.get(column, "").strip()
+        if not raw:
+            continue
         try:
-            row.phone = sheets.normalise_phone(raw_phone, region)
+            row.addresses[column] = _address(column, raw, region)
         except InvalidPhone as e:
-            row.reject(f"{e}.", "invalid_phone", "phone")
+            row.reject(f"{e}.", "invalid_phone", column)
             return row
-    if row.phone in seen:
-        row.reject(
-            f"{row.phone} already appears in an earlier row of this task.",
-            "duplicate_destination",
-            "phone",
-        )
+        except ValueError as e:
+            row.reject(str(e), "invalid_email", column)
+            return row
+    if not row.addresses:
+        if list(columns) == ["phone"]:
+            row.reject("The phone number is missing.", "missing_phone", "phone")
+        else:
+            names = " or ".join(_ADDRESS_NAMES.get(c, c) for c in columns)
+            row.reject(
+                f"The row has no {names}.",
+                "missing_address",
+                columns[0] if len(columns) == 1 else None,
+            )
         return row
-    seen.add(row.phone)
+    for column, key in zip(row.addresses, row.keys, strict=True):
+        if key in seen:
+            row.reject(
+                f"{row.addresses[column]} already appears in an earlier row of this task.",
+                "duplicate_destination",
+                column,
+            )
+            return row
+    seen.update(row.keys)
+    row.claimed = True
     return row
 
 
-def _column_of(code: str, message: str) -> str | None:
+def _column_of(code: str, message: str, path: str) -> str | None:
     if code == "missing_variables" and ":" in message:
         return message.split(":", 1)[1].strip().rstrip(".")
+    field_name = path.rsplit("]", 1)[-1].lstrip(".")
+    if field_name in sheets.DESTINATION_COLUMNS:
+        return field_name
     if code in ("invalid_phone", "missing_phone"):
         return "phone"
     return None
 
 
 async def _create(
-    session: AsyncSession, task: Task, rows: list[_Row], *, now: datetime, policy: CreationPolicy
+    session: AsyncSession,
+    task: Task,
+    rows: list[_Row],
+    *,
+    now: datetime,
+    policy: CreationPolicy,
+    held: bool,
 ) -> None:
     """Messages for the good rows; rows ``create_messages`` refuses are rejected, the rest kept.
 
@@ -126,7 +207,7 @@ async def _create(
                         "groupId": task.settings.get("groupId") or task.id,
                         "templateId": task.template_id,
                         "destinations": [
-                            {"phone": r.phone, "variables": r.variables or None} for r in good
+                            {**r.addresses, "variables": r.variables or None} for r in good
                         ],
                     }
                 ],
@@ -134,7 +215,7 @@ async def _create(
         )
         try:
             results = await create_messages(
-                session, task.project_id, request, now=now, policy=policy
+                session, task.project_id, request, now=now, policy=policy, held=held
             )
         except ValidationFailed as e:
             refused: set[int] = set()
@@ -149,7 +230,9 @@ async def _create(
                 index = int(match.group(1))
                 refused.add(index)
                 good[index].reject(
-                    item["message"], item["code"], _column_of(item["code"], item["message"])
+                    item["message"],
+                    item["code"],
+                    _column_of(item["code"], item["message"], item["path"]),
                 )
             good = [r for i, r in enumerate(good) if i not in refused]
             continue
@@ -167,26 +250,56 @@ def _take(stream: Iterator[sheets.Row], n: int) -> list[sheets.Row]:
     return out
 
 
-async def _batches(path: Path, fmt: str, skip_through: int) -> tuple[list[str], Any]:
-    header, stream = await asyncio.to_thread(sheets.read_rows, path, fmt)
-    if "phone" not in header:
-        raise TaskFailed(
-            "The file has no 'phone' column; download the task's sample file to see the "
-            "columns it needs.",
-            "missing_column",
-            {"columns": header},
-        )
+class _Chunks:
+    """The file's data rows in batches, skipping rows already stored.
 
-    async def gen() -> Any:
+    The next batch is read in a thread while the current one is being stored: parsing a
+    sheet is CPU work, and the database's part of storing a batch (SQLite's C code, or
+    PostgreSQL's own process) runs without holding the GIL, so the two overlap.
+    """
+
+    def __init__(self, stream: Iterator[sheets.Row], skip_through: int) -> None:
+        self._stream = stream
+        self._skip_through = skip_through
+        self._ahead: asyncio.Future[list[sheets.Row]] | None = None
+
+    def _read(self) -> asyncio.Future[list[sheets.Row]]:
+        return asyncio.ensure_future(asyncio.to_thread(_take, self._stream, BATCH_SIZE))
+
+    async def next(self) -> list[sheets.Row]:
+        """The next batch of rows not stored yet; empty at the end of the file."""
         while True:
-            chunk = await asyncio.to_thread(_take, stream, BATCH_SIZE)
+            chunk = await (self._ahead or self._read())
+            self._ahead = self._read() if chunk else None
             if not chunk:
-                return
-            fresh = [r for r in chunk if r.number > skip_through]
+                return []
+            fresh = [r for r in chunk if r.number > self._skip_through]
             if fresh:
-                yield fresh
+                return fresh
 
-    return header, gen()
+    async def aclose(self) -> None:
+        # The thread cannot be interrupted; wait for it so nothing reads the file after.
+        if self._ahead is not None:
+            with contextlib.suppress(Exception):
+                await self._ahead
+            self._ahead = None
+
+
+async def _open(
+    path: Path, fmt: str, skip_through: int, columns: Sequence[str]
+) -> tuple[list[str], _Chunks]:
+    header, stream = await asyncio.to_thread(sheets.read_rows, path, fmt)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        names = " and ".join(f"'{c}'" for c in missing)
+        raise TaskFailed(
+            f"The file has no {names} column{'s' if len(missing) > 1 else ''}, which the "
+            "task's channels need; download the task's sample file to see the columns it "
+            "needs.",
+            "missing_column",
+            {"columns": header, "missing": missing},
+        )
+    return header, _Chunks(stream, skip_through)
 
 
 async def _lock_for_batch(session: AsyncSession, task_id: str, expected_last: int) -> Task:
@@ -214,7 +327,7 @@ async def _store_rows(session: AsyncSession, task: Task, rows: list[_Row]) -> No
                 "task_id": task.id,
                 "row_number": r.number,
                 "message_id": r.message_id,
-                "destination": r.phone if r.error is None else None,
+                "destination": destination_of(r.keys) if r.error is None else None,
                 "error_column": r.error_column,
                 "error_code": r.error_code,
                 "error": r.error,
@@ -225,31 +338,29 @@ async def _store_rows(session: AsyncSession, task: Task, rows: list[_Row]) -> No
     )
 
 
-async def _hold(session: AsyncSession, message_ids: Sequence[str]) -> None:
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.message_id.in_(message_ids), Delivery.status.in_(HELD))
-        .values(next_attempt_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def _validate_all(herald: Herald, task: Task, path: Path, policy: CreationPolicy) -> bool:
+async def _validate_all(
+    herald: Herald, task: Task, path: Path, policy: CreationPolicy, columns: list[str]
+) -> bool:
     """``reject_all``: a pass over the whole file storing nothing; rejected rows if any."""
-    header, batches = await _batches(path, task.file_format or "csv", 0)
+    header, chunks = await _open(path, task.file_format or "csv", 0, columns)
     seen: set[str] = set()
     rejected: list[_Row] = []
     read = 0
-    async for chunk in batches:
-        rows = [_prepare(r.cells, r.number, task.default_region, seen) for r in chunk]
-        read += len(rows)
-        async with herald.sessions() as session:
-            await session.begin()
-            try:
-                await _create(session, task, rows, now=herald.clock.now(), policy=policy)
-            finally:
-                await session.rollback()
-        rejected.extend(r for r in rows if r.error is not None)
+    region = task.default_region
+    try:
+        while chunk := await chunks.next():
+            rows = [_prepare(r.cells, r.number, region, seen, columns) for r in chunk]
+            read += len(rows)
+            async with herald.sessions() as session:
+                await session.begin()
+                try:
+                    now = herald.clock.now()
+                    await _create(session, task, rows, now=now, policy=policy, held=True)
+                finally:
+                    await session.rollback()
+            rejected.extend(r for r in rows if r.error is not None)
+    finally:
+        await chunks.aclose()
     if not rejected:
         return True
     now = herald.clock.now()
@@ -283,47 +394,61 @@ async def run_import(herald: Herald, task_id: str) -> None:
             or 0
         )
         seen = {
-            d
+            key
             for d in await session.scalars(
                 select(TaskRow.destination).where(
                     TaskRow.task_id == task_id, TaskRow.destination.is_not(None)
                 )
             )
-            if d
+            for key in (d or "").split()
         }
+        try:
+            columns = destination_columns(await task_channels(session, task))
+        except NotFound as e:
+            gone: NotFound | None = e
+        else:
+            gone = None
+    if gone is not None:
+        await _fail(herald, task_id, f"templateId: {gone.message}", gone.code)
+        return
     policy = CreationPolicy.from_settings(herald.settings)
     path = task_file(herald.settings, task)
+    region = task.default_region
     try:
         if not path.exists():
             raise TaskFailed("The uploaded file is gone from the data directory.", "file_missing")
         if (
             task.policy == "reject_all"
             and last == 0
-            and not await _validate_all(herald, task, path, policy)
+            and not await _validate_all(herald, task, path, policy, columns)
         ):
             return
-        header, batches = await _batches(path, task.file_format or "csv", last)
-        async with herald.sessions() as session, session.begin():
-            await session.execute(update(Task).where(Task.id == task_id).values(columns=header))
-        async for chunk in batches:
-            rows = [_prepare(r.cells, r.number, task.default_region, seen) for r in chunk]
-            now = herald.clock.now()
+        header, chunks = await _open(path, task.file_format or "csv", last, columns)
+        try:
             async with herald.sessions() as session, session.begin():
-                locked = await _lock_for_batch(session, task_id, last)
-                await _create(session, locked, rows, now=now, policy=policy)
-                await _store_rows(session, locked, rows)
-                accepted = [r.message_id for r in rows if r.message_id]
-                if accepted and locked.status != "running":
-                    await _hold(session, accepted)
-                locked.rows_read += len(rows)
-                locked.rows_accepted += len(accepted)
-                locked.rows_rejected += len(rows) - len(accepted)
-                locked.updated_at = now
-            last = rows[-1].number
-            for r in rows:
-                if r.error is not None and r.phone:
-                    seen.discard(r.phone)  # refused later: a later row may use the number
-            herald.work_available.set()
+                await session.execute(update(Task).where(Task.id == task_id).values(columns=header))
+            while chunk := await chunks.next():
+                rows = [_prepare(r.cells, r.number, region, seen, columns) for r in chunk]
+                now = herald.clock.now()
+                async with herald.sessions() as session, session.begin():
+                    locked = await _lock_for_batch(session, task_id, last)
+                    # Until the task is started its messages wait without a due time.
+                    held = locked.status != "running"
+                    await _create(session, locked, rows, now=now, policy=policy, held=held)
+                    await _store_rows(session, locked, rows)
+                    accepted = sum(1 for r in rows if r.message_id)
+                    locked.rows_read += len(rows)
+                    locked.rows_accepted += accepted
+                    locked.rows_rejected += len(rows) - accepted
+                    locked.updated_at = now
+                last = rows[-1].number
+                for r in rows:
+                    if r.error is not None and r.claimed:
+                        # Refused after its addresses were taken: later rows may use them.
+                        seen.difference_update(r.keys)
+                herald.work_available.set()
+        finally:
+            await chunks.aclose()
         async with herald.sessions() as session, session.begin():
             locked = await _lock_for_batch(session, task_id, last)
             now = herald.clock.now()

@@ -42,7 +42,10 @@ from herald.schemas.messages import (
     pydantic_code,
 )
 from herald.services.accepting import CreationPolicy, create_messages
+from herald.services.chat_sessions import MESSENGERS
+from herald.services.message_plans import ADDRESS_FIELD, SUPPORTED_CHANNELS
 from herald.services.messages import cancel_messages
+from herald.services.templates import load_template
 from herald.store.base import UTCDateTime, new_id
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
@@ -136,20 +139,63 @@ def _settings_dict(settings: TaskSettings, ranges: list[list[str]] | None) -> di
 
 
 def _with_row_text(template_id: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """Without a template, every channel without its own text sends the row's ``text``
+    column; a task that names no channel sends SMS."""
     channels = {k.lower(): dict(v) for k, v in data.get("channels", {}).items()}
-    if not template_id and not channels.get("sms", {}).get("text"):
-        channels.setdefault("sms", {})["text"] = ROW_TEXT
+    if not template_id:
+        if not channels:
+            channels["sms"] = {}
+        for content in channels.values():
+            if not content.get("text"):
+                content["text"] = ROW_TEXT
     return {**data, "channels": channels}
 
 
 def _without_row_text(data: dict[str, Any]) -> dict[str, Any]:
     """Stored settings without the ``{{ text }}`` a task without a template was given."""
     channels = {k: dict(v) for k, v in data.get("channels", {}).items()}
-    if channels.get("sms", {}).get("text") == ROW_TEXT:
-        del channels["sms"]["text"]
-        if not channels["sms"]:
-            del channels["sms"]
+    for content in channels.values():
+        if content.get("text") == ROW_TEXT:
+            del content["text"]
+    if channels == {"sms": {}}:
+        channels = {}  # the SMS channel only added for lack of any other
     return {**data, "channels": channels}
+
+
+async def task_channels(session: AsyncSession, task: Task) -> dict[str, dict[str, Any]]:
+    """The channels the task's messages go out on, in cascade order, each with its content.
+
+    As for a message: the task's own channels if it names any, else the template's; the
+    task's fields override the template's.
+    """
+    template: dict[str, Any] = {}
+    if task.template_id:
+        template = (await load_template(session, task.project_id, task.template_id)).channels
+    own = {k.lower(): v for k, v in task.settings.get("channels", {}).items()}
+    keys = list(own) or [k for k in template if k in SUPPORTED_CHANNELS]
+    return {k: {**template.get(k, {}), **own.get(k, {})} for k in keys}
+
+
+def destination_columns(channels: dict[str, dict[str, Any]]) -> list[str]:
+    """The spreadsheet columns that address a row's person on the channels, in order."""
+    columns: list[str] = []
+    for key, content in channels.items():
+        for column in _columns_of(key, content):
+            if column not in columns:
+                columns.append(column)
+    return columns
+
+
+def _columns_of(channel: str, content: dict[str, Any]) -> list[str]:
+    if channel != "chat":
+        return [ADDRESS_FIELD[channel]] if channel in ADDRESS_FIELD else []
+    # A chat session goes out on the messenger the task names, else on whichever the
+    # person can be reached on (the web chat or Telegram by id, WhatsApp or SMS by phone).
+    wanted = str(content.get("messengerType") or "").strip().upper().replace("-", "_")
+    messenger = MESSENGERS.get(wanted.replace(" ", "_"))
+    if messenger is not None:
+        return [ADDRESS_FIELD[messenger]]
+    return ["messengerUserId", "phone"]
 
 
 def _check_region(region: str | None) -> str | None:
