@@ -8,45 +8,25 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from herald.config import Settings
 from herald.services.bots import last_inbound_any, last_inbound_at
 from herald.services.suppressions import refuse_suppressed
 from tests.e2e.helpers import wait_status
 from tests.fakes.twilio import FakeTwilio, twilio_signature
-from tests.servers import RunningHerald, _serve, free_port, running_herald
+from tests.servers import RunningHerald, _serve, free_port
 
 BOT_NUMBER = "+15005550006"
 PERSON = "+14155552671"
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(herald: RunningHerald) -> AsyncIterator[httpx.AsyncClient]:
-    async with herald.client() as c:
-        yield c
 
 
 async def create_bot(client: httpx.AsyncClient, fake: FakeTwilio, **extra: Any) -> dict[str, Any]:

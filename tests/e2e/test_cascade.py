@@ -51,12 +51,6 @@ async def add_senders(client: httpx.AsyncClient, fakes: Fakes) -> None:
 
 
 @pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
-
-
-@pytest.fixture
 async def client(herald: RunningHerald, fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
     async with herald.client() as c:
         await add_senders(c, fakes)

@@ -21,12 +21,6 @@ async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
         yield running
 
 
-@pytest.fixture
-async def client(herald: RunningHerald) -> AsyncIterator[httpx.AsyncClient]:
-    async with herald.client() as c:
-        yield c
-
-
 def one(phone: str = "+14155552671", text: str = "hi", **extra: Any) -> dict[str, Any]:
     return {"destinations": [{"phone": phone}], "channels": {"sms": {"text": text}}, **extra}
 

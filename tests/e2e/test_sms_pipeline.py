@@ -6,28 +6,15 @@ import asyncio
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from herald.config import Settings
 from tests.e2e.helpers import add_twilio_sender, send_sms, statuses, wait_status
 from tests.fakes.twilio import FakeTwilio, twilio_signature
 from tests.servers import RunningHerald, callback_receiver, free_port, running_herald
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
 
 
 @pytest.fixture

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from herald.config import Settings
 from tests.e2e.helpers import wait_status
 from tests.e2e.test_bots_conversations import create_bot
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
-from tests.servers import RunningHerald, running_herald
+from tests.servers import RunningHerald
 
 CHAT = 555001
 
@@ -25,12 +24,6 @@ CHAT = 555001
 def fakes() -> Iterator[tuple[FakeTwilio, FakeTelegram]]:
     with FakeTwilio() as twilio, FakeTelegram() as telegram:
         yield twilio, telegram
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
 
 
 async def sent_texts(telegram: FakeTelegram, count: int, timeout: float = 10) -> list[str]:

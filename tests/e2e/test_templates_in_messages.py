@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from herald.config import Settings
 from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.twilio import FakeTwilio
-from tests.servers import RunningHerald, running_herald
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
+from tests.servers import RunningHerald
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,6 @@ from tests.e2e.test_bots_conversations import (
 from tests.e2e.test_crash_safety import start_worker
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald, running_herald
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(herald: RunningHerald) -> AsyncIterator[httpx.AsyncClient]:
-    async with herald.client() as c:
-        yield c
 
 
 async def visitor(

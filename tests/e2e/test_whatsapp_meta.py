@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from herald.channels.whatsapp_meta import signature_for
-from herald.config import Settings
 from tests.e2e.helpers import wait_status
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
-from tests.servers import RunningHerald, running_herald
+from tests.servers import RunningHerald
 
 PHONE = "+14155552671"
 
@@ -22,12 +21,6 @@ PHONE = "+14155552671"
 def meta() -> Iterator[FakeMetaWhatsApp]:
     with FakeMetaWhatsApp() as fake:
         yield fake
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
 
 
 @pytest.fixture

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from herald.config import Settings
 from herald.services.bots import record_inbound_activity
 from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.twilio import FakeTwilio
-from tests.servers import RunningHerald, running_herald
+from tests.servers import RunningHerald
 
 PHONE = "+14155552671"
 CONTENT_SID = "HX" + "ab" * 16
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-@pytest.fixture
-async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
-    async with running_herald(settings) as running:
-        yield running
 
 
 @pytest.fixture
