@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from herald.config import Settings
-from tests.e2e.helpers import wait_status
+from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.e2e.test_bots_conversations import (
     BOT_NUMBER,
     PERSON,
@@ -294,18 +294,9 @@ async def test_whatsapp_session_follows_the_messenger_the_person_last_used(
     client: httpx.AsyncClient, fake: FakeTwilio
 ) -> None:
     bot = await create_bot(client, fake, defaultReply="Thanks!")
-    response = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "whatsapp",
-            "provider": "twilio-whatsapp",
-            "from": BOT_NUMBER,
-            "accountSid": fake.account_sid,
-            "authToken": fake.auth_token,
-            "baseUrl": fake.base_url,
-        },
+    await add_twilio_sender(
+        client, fake, from_=BOT_NUMBER, channel="whatsapp", provider="twilio-whatsapp"
     )
-    assert response.status_code == 201, response.text
     await text(fake, bot, "hi by SMS")
     # Later the person writes on WhatsApp (which also opens its 24-hour window).
     answer = await fake.send_inbound(

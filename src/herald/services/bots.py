@@ -40,7 +40,7 @@ from herald.domain.signatures import herald_signature, verify_twilio_signature
 from herald.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.conversations import add_message, conversation_for
+from herald.services.conversations import add_message, conversation_for, inbound_seen
 from herald.services.projects import UNSET, Unset
 from herald.services.senders import NewSender, add_sender
 from herald.services.suppressions import (
@@ -461,10 +461,7 @@ async def _decide(session: AsyncSession, vault: Vault, inbound: InboundText) -> 
         raise ValidationFailed(
             "The inbound message has no MessageSid or From.", code="incomplete_webhook"
         )
-    seen = await session.scalar(
-        select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
-    )
-    if seen is not None:
+    if await inbound_seen(session, sid) is not None:
         return None
     channel, address, now = _channel_of(sender), bare(sender), inbound.received_at
     body = _first(params, "Body") or ""

@@ -71,7 +71,8 @@ async def webchat_sender(session: AsyncSession, bot: Bot) -> Sender:
     return sender
 
 
-def _messenger(value: str) -> str | None:
+def messenger_channel(value: str) -> str | None:
+    """The Herald channel a ``messengerType`` names (any case, ``-`` or space for ``_``)."""
     return MESSENGERS.get(value.strip().upper().replace("-", "_").replace(" ", "_"))
 
 
@@ -151,7 +152,7 @@ async def resolve_chat(
         problems.add(f"{where}.botId", f"No bot with id {bot_id}.", "bot_not_found")
         return None
     if chat.messenger_type:
-        channel = _messenger(chat.messenger_type)
+        channel = messenger_channel(chat.messenger_type)
         if channel is None:
             problems.add(
                 f"{where}.messengerType",

@@ -79,3 +79,10 @@ async def conversation_for(
     if conversation.status != "open":
         conversation.status, conversation.closed_at = "open", None
     return conversation
+
+
+async def inbound_seen(session: AsyncSession, provider_sid: str) -> int | None:
+    """The id of the inbound message already stored under this provider id, if any."""
+    return await session.scalar(
+        select(ConversationMessage.id).where(ConversationMessage.provider_sid == provider_sid)
+    )

@@ -42,7 +42,7 @@ from herald.schemas.messages import (
     pydantic_code,
 )
 from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.chat_sessions import MESSENGERS
+from herald.services.chat_sessions import messenger_channel
 from herald.services.message_plans import ADDRESS_FIELD, SUPPORTED_CHANNELS
 from herald.services.messages import cancel_messages
 from herald.services.templates import load_template
@@ -191,8 +191,7 @@ def _columns_of(channel: str, content: dict[str, Any]) -> list[str]:
         return [ADDRESS_FIELD[channel]] if channel in ADDRESS_FIELD else []
     # A chat session goes out on the messenger the task names, else on whichever the
     # person can be reached on (the web chat or Telegram by id, WhatsApp or SMS by phone).
-    wanted = str(content.get("messengerType") or "").strip().upper().replace("-", "_")
-    messenger = MESSENGERS.get(wanted.replace(" ", "_"))
+    messenger = messenger_channel(str(content.get("messengerType") or ""))
     if messenger is not None:
         return [ADDRESS_FIELD[messenger]]
     return ["messengerUserId", "phone"]

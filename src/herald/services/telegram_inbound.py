@@ -27,10 +27,10 @@ from herald.errors import Forbidden, InvalidRequest, NotFound
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
 from herald.services.bots import Decision, call_backend, plan_answer, record_inbound_activity
-from herald.services.conversations import add_message
+from herald.services.conversations import add_message, inbound_seen
 from herald.services.suppressions import lift_suppression, record_suppression
 from herald.services.vault import Vault
-from herald.store.bots import Bot, Conversation, ConversationMessage
+from herald.store.bots import Bot, Conversation
 from herald.store.senders import Sender
 
 log = logging.getLogger("herald.telegram")
@@ -146,9 +146,7 @@ async def _receive(
         log.info("Telegram text from chat %s, which no bot talks to", event.chat_id)
         return None
     sid = f"tg:{sender.id}:{event.update_id}"
-    if await session.scalar(
-        select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
-    ):
+    if await inbound_seen(session, sid) is not None:
         return None  # Telegram repeats an update until it gets a 200
     bot = await session.get(Bot, conversation.bot_id)
     assert bot is not None

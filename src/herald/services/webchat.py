@@ -37,7 +37,7 @@ from herald.services.bots import (
     record_inbound_activity,
     record_replies,
 )
-from herald.services.conversations import add_message, conversation_for
+from herald.services.conversations import add_message, conversation_for, inbound_seen
 from herald.services.tracking import Changes, apply_status, detach
 from herald.services.vault import Vault
 from herald.store.bots import Bot, Conversation, ConversationMessage
@@ -229,12 +229,6 @@ class DbOutbox:
 # -- what the visitor does ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class VisitorTextResult:
-    id: int
-    duplicate: bool
-
-
 async def handle_visitor_text(
     sessions: async_sessionmaker[AsyncSession],
     vault: Vault,
@@ -242,19 +236,17 @@ async def handle_visitor_text(
     visitor: Visitor,
     text: rules.VisitorText,
     now: datetime,
-) -> VisitorTextResult:
+) -> int:
     """Store the visitor's text once (a resend after a reconnect changes nothing), then let
     the bot answer: its immediate replies appear in the chat, a backend may answer later
-    through the conversations API."""
+    through the conversations API. Returns the stored text's id."""
     # provider_sid is the idempotency key (64 characters at most, unique across channels).
     key = f"{visitor.bot_id}:{visitor.visitor_id}:{text.client_id}"
     sid = f"web:{hashlib.sha256(key.encode()).hexdigest()[:56]}"
     async with sessions() as session, session.begin():
-        seen = await session.scalar(
-            select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
-        )
+        seen = await inbound_seen(session, sid)
         if seen is not None:
-            return VisitorTextResult(seen, duplicate=True)
+            return seen
         bot = await _bot(session, visitor.bot_id)
         conversation = await conversation_for(session, bot, CHANNEL, visitor.visitor_id, now)
         message = add_message(
@@ -270,12 +262,10 @@ async def handle_visitor_text(
         try:
             async with session.begin_nested():
                 await session.flush()
-        except IntegrityError:
-            seen = await session.scalar(
-                select(ConversationMessage.id).where(ConversationMessage.provider_sid == sid)
-            )
+        except IntegrityError:  # the same text on another socket, a moment ago
+            seen = await inbound_seen(session, sid)
             assert seen is not None
-            return VisitorTextResult(seen, duplicate=True)
+            return seen
         await record_inbound_activity(session, bot.project_id, CHANNEL, conversation.address, now)
         decision = Decision(conversation.id, bot.project_id)
         await plan_answer(session, vault, bot, conversation, message, decision)
@@ -286,7 +276,7 @@ async def handle_visitor_text(
     if replies:
         async with sessions() as session, session.begin():
             await record_replies(session, decision, replies, now, via=PROVIDER, status="sent")
-    return VisitorTextResult(stored, duplicate=False)
+    return stored
 
 
 async def record_receipt(

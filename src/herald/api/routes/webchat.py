@@ -191,11 +191,11 @@ async def _handle(
                 }
             )
             return
-        result = await service.handle_visitor_text(
+        stored = await service.handle_visitor_text(
             herald.sessions, herald.vault, client, who, frame, now
         )
         herald.webchat.wake()
-        await socket.send({"type": "ack", "clientId": frame.client_id, "id": result.id})
+        await socket.send({"type": "ack", "clientId": frame.client_id, "id": stored})
         return
     async with herald.sessions() as session, session.begin():
         await service.record_receipt(session, who, frame, now)
