@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -13,8 +15,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from herald.domain import phones
 from herald.domain import spreadsheets as sheets
 from herald.domain.phones import InvalidPhone
+from herald.services.sheet_reader import ReaderFailed, SheetReader
 
 ROWS = [["Phone", "name", "city"], ["+79161234567", "Аня", "Москва"], ["+14155552671", "Bob", ""]]
 
@@ -229,3 +233,66 @@ def test_million_cell_sheet_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert (width, count, last) == (columns, rows, rows + 1)
     # The sheet held whole as Python objects would take several hundred MB.
     assert peak_kb < 80 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
+
+
+async def test_reader_process_streams_checked_rows_in_batches(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "list.csv",
+        [["phone", "name"]]
+        + [[f"+1415555{i:04d}", f"n{i}"] for i in range(5)]
+        + [["not a phone", "x"], ["", "y"], ["8 (916) 123-45-67", "z"]],
+        delimiter=";",
+        encoding="utf-8",
+    )
+    header, reader = await SheetReader.open(
+        path, "csv", skip_through=2, region="RU", columns=["phone"], batch_size=3
+    )
+    try:
+        batches = []
+        while batch := await reader.next():
+            batches.append(batch)
+    finally:
+        await reader.aclose()
+    assert header == ["phone", "name"]
+    # Row 2 was stored by an earlier run; batches of three after it.
+    assert [[r.number for r in b] for b in batches] == [[3, 4, 5], [6, 7, 8], [9]]
+    rows = [r for b in batches for r in b]
+    assert rows[0].addresses == {"phone": "+14155550001"}
+    assert rows[0].variables == {"name": "n1"}
+    assert (rows[4].error_code, rows[4].error_column) == ("invalid_phone", "phone")
+    assert rows[5].error_code == "missing_phone"
+    assert rows[6].addresses == {"phone": "+79161234567"}
+    # The reader parsed the numbers; this process takes its answers instead of parsing again.
+    assert phones._known[("+14155550001", None)].phone is not None
+
+
+async def test_reader_process_reports_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(sheets.SpreadsheetProblem) as caught:
+        await SheetReader.open(
+            path, "xlsx", skip_through=0, region=None, columns=["phone"], batch_size=10
+        )
+    assert caught.value.code == "invalid_xlsx"
+
+
+async def test_a_killed_reader_process_is_an_error_not_the_end_of_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write_csv(
+        tmp_path / "list.csv",
+        [["phone"]] + [[f"+1415555{i:04d}"] for i in range(5000)],
+        delimiter=",",
+        encoding="utf-8",
+    )
+    _, reader = await SheetReader.open(
+        path, "csv", skip_through=0, region=None, columns=["phone"], batch_size=10
+    )
+    try:
+        assert len(await reader.next()) == 10
+        os.kill(reader._process.pid, signal.SIGKILL)
+        with pytest.raises(ReaderFailed, match="exited with code -9"):
+            for _ in range(1000):  # what the pipe already holds, then the end of it
+                await reader.next()
+    finally:
+        await reader.aclose()

@@ -9,10 +9,8 @@ every row already stored: nothing is lost or sent twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.bootstrap import Herald
-from herald.channels.email import validate_email_address
 from herald.domain import spreadsheets as sheets
-from herald.domain.phones import InvalidPhone
 from herald.errors import NotFound, ValidationFailed
-from herald.schemas.messages import CreateMessagesIn, Scalar
+from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
+from herald.services.sheet_reader import SheetReader
+from herald.services.task_rows import ImportRow, claim, destination_of
 from herald.services.tasks import (
     DEST_PATH,
     IMPORTING,
@@ -45,55 +43,6 @@ log = logging.getLogger("herald.tasks")
 BATCH_SIZE = 1000  # create_messages' most destinations per message
 
 
-# How the report names what a row lacks, per destination column.
-_ADDRESS_NAMES = {
-    "phone": "phone number",
-    "email": "e-mail address",
-    "messengerUserId": "chat id (messengerUserId)",
-}
-
-
-@dataclass(slots=True)
-class _Row:
-    number: int
-    cells: dict[str, str]
-    # The row's addresses by destination column (phone in E.164, e-mail checked).
-    addresses: dict[str, str] = field(default_factory=dict)
-    variables: dict[str, Scalar] = field(default_factory=dict)
-    message_id: str | None = None
-    # Whether the row's keys went into the task's seen set (a duplicate's did not).
-    claimed: bool = False
-    error: str | None = None
-    error_code: str | None = None
-    error_column: str | None = None
-
-    def reject(self, message: str, code: str, column: str | None) -> None:
-        self.error, self.error_code, self.error_column = message, code, column
-
-    @property
-    def keys(self) -> list[str]:
-        """What makes this row's person a duplicate of another's (one key per address)."""
-        return [_key(column, value) for column, value in self.addresses.items()]
-
-
-def _key(column: str, value: str) -> str:
-    # Domains are case-insensitive and people type addresses in any case; phones are E.164,
-    # chat ids exact. The three kinds cannot collide (+digits, x@y, ids without @ or +).
-    return value.lower() if column == "email" else value
-
-
-def destination_of(keys: Sequence[str]) -> str:
-    """The keys as stored on the task row, so a resumed import still finds duplicates."""
-    stored = ""
-    for key in keys:
-        # The column holds 200 characters: an address too long to fit is left out (only a
-        # duplicate of it after a restart would go unnoticed).
-        candidate = f"{stored} {key}" if stored else key
-        if len(candidate) <= 200:
-            stored = candidate
-    return stored
-
-
 class TaskFailed(Exception):
     """The import cannot go on: the file or the task's settings, not a row, are at fault."""
 
@@ -104,71 +53,6 @@ class TaskFailed(Exception):
 
 class _Stopped(Exception):
     """The task was cancelled, deleted or taken over by another importer."""
-
-
-def _address(column: str, raw: str, region: str | None) -> str:
-    """A cell's address, normalised; raises ValueError (InvalidPhone for phones)."""
-    if column == "phone":
-        if raw.startswith("+"):
-            # Already international: create_messages parses and checks it anyway, and
-            # parsing is the costliest step of an import, so only the key is made here.
-            return "+" + "".join(ch for ch in raw if ch.isdigit())
-        return sheets.normalise_phone(raw, region)
-    if column == "email":
-        return validate_email_address(raw)
-    return raw
-
-
-def _prepare(
-    cells: dict[str, str],
-    number: int,
-    region: str | None,
-    seen: set[str],
-    columns: Sequence[str],
-) -> _Row:
-    """A row checked the cheap way: its addresses read and none seen before in this task.
-
-    ``columns`` are the destination columns of the task's channels; a row needs at least
-    one of them, as a message's destination needs an address for one of its channels.
-    """
-    row = _Row(number, cells)
-    row.variables = {
-        k: v for k, v in cells.items() if k not in sheets.DESTINATION_COLUMNS and v != ""
-    }
-    for column in columns:
-        raw = cells.get(column, "").strip()
-        if not raw:
-            continue
-        try:
-            row.addresses[column] = _address(column, raw, region)
-        except InvalidPhone as e:
-            row.reject(f"{e}.", "invalid_phone", column)
-            return row
-        except ValueError as e:
-            row.reject(str(e), "invalid_email", column)
-            return row
-    if not row.addresses:
-        if list(columns) == ["phone"]:
-            row.reject("The phone number is missing.", "missing_phone", "phone")
-        else:
-            names = " or ".join(_ADDRESS_NAMES.get(c, c) for c in columns)
-            row.reject(
-                f"The row has no {names}.",
-                "missing_address",
-                columns[0] if len(columns) == 1 else None,
-            )
-        return row
-    for column, key in zip(row.addresses, row.keys, strict=True):
-        if key in seen:
-            row.reject(
-                f"{row.addresses[column]} already appears in an earlier row of this task.",
-                "duplicate_destination",
-                column,
-            )
-            return row
-    seen.update(row.keys)
-    row.claimed = True
-    return row
 
 
 def _column_of(code: str, message: str, path: str) -> str | None:
@@ -185,7 +69,7 @@ def _column_of(code: str, message: str, path: str) -> str | None:
 async def _create(
     session: AsyncSession,
     task: Task,
-    rows: list[_Row],
+    rows: list[ImportRow],
     *,
     now: datetime,
     policy: CreationPolicy,
@@ -241,56 +125,20 @@ async def _create(
         return
 
 
-def _take(stream: Iterator[sheets.Row], n: int) -> list[sheets.Row]:
-    out: list[sheets.Row] = []
-    for row in stream:
-        out.append(row)
-        if len(out) >= n:
-            break
-    return out
-
-
-class _Chunks:
-    """The file's data rows in batches, skipping rows already stored.
-
-    The next batch is read in a thread while the current one is being stored: parsing a
-    sheet is CPU work, and the database's part of storing a batch (SQLite's C code, or
-    PostgreSQL's own process) runs without holding the GIL, so the two overlap.
-    """
-
-    def __init__(self, stream: Iterator[sheets.Row], skip_through: int) -> None:
-        self._stream = stream
-        self._skip_through = skip_through
-        self._ahead: asyncio.Future[list[sheets.Row]] | None = None
-
-    def _read(self) -> asyncio.Future[list[sheets.Row]]:
-        return asyncio.ensure_future(asyncio.to_thread(_take, self._stream, BATCH_SIZE))
-
-    async def next(self) -> list[sheets.Row]:
-        """The next batch of rows not stored yet; empty at the end of the file."""
-        while True:
-            chunk = await (self._ahead or self._read())
-            self._ahead = self._read() if chunk else None
-            if not chunk:
-                return []
-            fresh = [r for r in chunk if r.number > self._skip_through]
-            if fresh:
-                return fresh
-
-    async def aclose(self) -> None:
-        # The thread cannot be interrupted; wait for it so nothing reads the file after.
-        if self._ahead is not None:
-            with contextlib.suppress(Exception):
-                await self._ahead
-            self._ahead = None
-
-
 async def _open(
-    path: Path, fmt: str, skip_through: int, columns: Sequence[str]
-) -> tuple[list[str], _Chunks]:
-    header, stream = await asyncio.to_thread(sheets.read_rows, path, fmt)
+    path: Path, fmt: str, skip_through: int, columns: Sequence[str], region: str | None
+) -> tuple[list[str], SheetReader]:
+    header, reader = await SheetReader.open(
+        path,
+        fmt,
+        skip_through=skip_through,
+        region=region,
+        columns=columns,
+        batch_size=BATCH_SIZE,
+    )
     missing = [c for c in columns if c not in header]
     if missing:
+        await reader.aclose()
         names = " and ".join(f"'{c}'" for c in missing)
         raise TaskFailed(
             f"The file has no {names} column{'s' if len(missing) > 1 else ''}, which the "
@@ -299,7 +147,7 @@ async def _open(
             "missing_column",
             {"columns": header, "missing": missing},
         )
-    return header, _Chunks(stream, skip_through)
+    return header, reader
 
 
 async def _lock_for_batch(session: AsyncSession, task_id: str, expected_last: int) -> Task:
@@ -318,7 +166,7 @@ async def _lock_for_batch(session: AsyncSession, task_id: str, expected_last: in
     return task
 
 
-async def _store_rows(session: AsyncSession, task: Task, rows: list[_Row]) -> None:
+async def _store_rows(session: AsyncSession, task: Task, rows: list[ImportRow]) -> None:
     # A Core insert: the ORM's bulk path costs more per row than the row itself.
     await session.execute(
         insert(TASK_ROWS),
@@ -342,14 +190,14 @@ async def _validate_all(
     herald: Herald, task: Task, path: Path, policy: CreationPolicy, columns: list[str]
 ) -> bool:
     """``reject_all``: a pass over the whole file storing nothing; rejected rows if any."""
-    header, chunks = await _open(path, task.file_format or "csv", 0, columns)
+    header, reader = await _open(path, task.file_format or "csv", 0, columns, task.default_region)
     seen: set[str] = set()
-    rejected: list[_Row] = []
+    rejected: list[ImportRow] = []
     read = 0
-    region = task.default_region
     try:
-        while chunk := await chunks.next():
-            rows = [_prepare(r.cells, r.number, region, seen, columns) for r in chunk]
+        while rows := await reader.next():
+            for row in rows:
+                claim(row, seen)
             read += len(rows)
             async with herald.sessions() as session:
                 await session.begin()
@@ -360,7 +208,7 @@ async def _validate_all(
                     await session.rollback()
             rejected.extend(r for r in rows if r.error is not None)
     finally:
-        await chunks.aclose()
+        await reader.aclose()
     if not rejected:
         return True
     now = herald.clock.now()
@@ -423,12 +271,13 @@ async def run_import(herald: Herald, task_id: str) -> None:
             and not await _validate_all(herald, task, path, policy, columns)
         ):
             return
-        header, chunks = await _open(path, task.file_format or "csv", last, columns)
+        header, reader = await _open(path, task.file_format or "csv", last, columns, region)
         try:
             async with herald.sessions() as session, session.begin():
                 await session.execute(update(Task).where(Task.id == task_id).values(columns=header))
-            while chunk := await chunks.next():
-                rows = [_prepare(r.cells, r.number, region, seen, columns) for r in chunk]
+            while rows := await reader.next():
+                for row in rows:
+                    claim(row, seen)
                 now = herald.clock.now()
                 async with herald.sessions() as session, session.begin():
                     locked = await _lock_for_batch(session, task_id, last)
@@ -448,7 +297,7 @@ async def run_import(herald: Herald, task_id: str) -> None:
                         seen.difference_update(r.keys)
                 herald.work_available.set()
         finally:
-            await chunks.aclose()
+            await reader.aclose()
         async with herald.sessions() as session, session.begin():
             locked = await _lock_for_batch(session, task_id, last)
             now = herald.clock.now()
