@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import struct
 import sys
@@ -72,7 +73,9 @@ def _read(args: dict[str, Any]) -> None:
     except sheets.SpreadsheetProblem as e:
         send("problem", e.message, e.code)
     except BrokenPipeError:
-        pass  # the importer stopped listening (cancelled); nothing left to do
+        # The importer stopped listening (cancelled, or its process died). Point stdout at
+        # /dev/null so flushing at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class SheetReader:
