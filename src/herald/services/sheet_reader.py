@@ -110,6 +110,7 @@ class SheetReader:
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the working directory first on sys.path: nothing there may shadow us
             "-m",
             "herald.services.sheet_reader",
             json.dumps(args),
