@@ -311,6 +311,46 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+class _Slots:
+    """A FIFO limit on concurrent callbacks whose waiters leave in O(1) when cancelled.
+
+    asyncio.Semaphore removes a cancelled waiter by scanning its deque, so stopping the
+    fake with 100,000 callbacks queued (a benchmark's burst) took longer than the 10 s
+    stop() allows.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiters: dict[asyncio.Future[None], None] = {}
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[fut] = None
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # handed a slot, then cancelled before using it
+            raise
+        finally:
+            self._waiters.pop(fut, None)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            fut = next(iter(self._waiters))
+            del self._waiters[fut]
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the oldest waiter
+                return
+        self._free += 1
+
+
 class _CallbackClient:
     """A keep-alive HTTP/1.1 client that only POSTs status callbacks.
 
@@ -320,7 +360,7 @@ class _CallbackClient:
     """
 
     def __init__(self, max_connections: int) -> None:
-        self._semaphore = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -337,7 +377,7 @@ class _CallbackClient:
         lines += [f"Content-Length: {len(body)}", "", ""]
         request = "\r\n".join(lines).encode("latin-1") + body
         key = (parts.scheme, host, port)
-        async with self._semaphore:
+        async with self._slots:
             # A pooled connection may have been closed by the server while idle; that earns
             # one more try on a fresh connection, as any HTTP client does.
             for attempt in range(2):
