@@ -71,8 +71,9 @@ def _address(column: str, raw: str, region: str | None) -> str:
     """A cell's address, normalised; raises ValueError (InvalidPhone for phones)."""
     if column == "phone":
         if raw.startswith("+"):
-            # Already international: create_messages parses and checks it anyway, and
-            # parsing is the costliest step of an import, so only the key is made here.
+            # Already international: only the key is made here. The number is parsed once,
+            # by the reader (sheet_reader._phone_checks) under the key create_messages asks
+            # for, and create_messages refuses it with its own message if it is invalid.
             return "+" + "".join(ch for ch in raw if ch.isdigit())
         return sheets.normalise_phone(raw, region)
     if column == "email":
