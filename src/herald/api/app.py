@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from herald import __version__
-from herald.api import errors
+from herald.api import errors, twilio_status
 from herald.api.routes import (
     bots,
     messages,
@@ -25,6 +26,17 @@ from herald.bootstrap import Herald, build
 from herald.dispatch.callbacks import CallbackSender
 from herald.dispatch.dispatcher import Dispatcher
 from herald.services.task_import import TaskImports
+
+
+class HeraldApp(FastAPI):
+    """FastAPI, with Twilio's status callbacks taken before routing (see api.twilio_status)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        attempt_id = twilio_status.attempt_of(scope)
+        if attempt_id is not None:
+            await twilio_status.handle(self.state.herald, attempt_id, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(herald: Herald | None = None, *, run_workers: bool | None = None) -> FastAPI:
@@ -59,7 +71,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
             if herald is None:
                 await graph.aclose()
 
-    app = FastAPI(
+    app = HeraldApp(
         title="Herald",
         version=__version__,
         description="Self-hosted multi-channel notifications, wire-compatible with TWIN's "

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from herald.store.sqlite_driver import InlineSQLite
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -24,7 +26,13 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         # the pool's asyncio queue is far cheaper than colliding on the file lock, where
         # SQLite's busy handler sleeps in steps of up to 100 ms.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            # Statements run on the loop's thread: see sqlite_driver for the measurements.
+            **({"module": InlineSQLite()} if "+aiosqlite" in url else {}),
         )
         _tune_sqlite(engine)
         return engine
@@ -41,7 +49,6 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # the machine (not just the process) dies right after we answered 201.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -1,18 +1,19 @@
-"""Provider webhooks. Signatures are checked before anything is read from the database."""
+"""Provider webhooks. Signatures are checked before anything is read from the database.
+
+Twilio's status callbacks are not here: they are answered before FastAPI's routing, in
+``herald.api.twilio_status``.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl
 
 import httpx
 from fastapi import APIRouter, Header, Request, Response
 
 from herald.api.deps import HeraldDep
-from herald.errors import HeraldError
 from herald.services.accepting import CreationPolicy
 from herald.services.meta_reports import apply_meta_webhook, confirm_subscription
-from herald.services.provider_reports import TwilioReport
 from herald.services.telegram_inbound import handle_update
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -26,30 +27,6 @@ def public_url_of(request: Request, public_base: str) -> str:
     if request.url.query:
         url += "?" + request.url.query
     return url
-
-
-@router.post("/twilio/status/{attempt_id}", summary="Twilio status callback")
-async def twilio_status(
-    attempt_id: str,
-    request: Request,
-    herald: HeraldDep,
-    x_twilio_signature: Annotated[str | None, Header()] = None,
-) -> Response:
-    # Twilio always posts application/x-www-form-urlencoded; blank values are signed too.
-    params: dict[str, list[str]] = {}
-    for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
-        params.setdefault(key, []).append(value)
-    report = TwilioReport(
-        attempt_id=attempt_id,
-        url=public_url_of(request, herald.settings.public_url),
-        params=params,
-        signature=x_twilio_signature,
-        received_at=herald.clock.now(),
-    )
-    result = await herald.twilio_reports.submit(report)
-    if isinstance(result, HeraldError):
-        raise result
-    return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 @router.get("/meta/whatsapp/{sender_id}", summary="Meta webhook subscription check")
