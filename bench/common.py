@@ -89,6 +89,15 @@ def start_workers(workdir: Path, env: dict[str, str], n: int) -> list[subprocess
     return workers
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU a process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

@@ -27,6 +27,7 @@ from bench.common import (
     AUTH_TOKEN,
     BIN,
     add_fake_twilio_sender,
+    cpu_seconds,
     free_port,
     post_messages,
     start_fake_twilio,
@@ -127,6 +128,8 @@ def main() -> None:
                 env["HERALD_RUN_DISPATCHER"] = "false"
             herald = start_herald(workdir, env, port)
             workers = start_workers(workdir, env, args.workers)
+            pids = [herald.pid, *(w.pid for w in workers)]
+            cpu_before = [cpu_seconds(pid) for pid in pids]
             try:
                 result = asyncio.run(
                     through_herald(
@@ -136,6 +139,10 @@ def main() -> None:
                         args.messages,
                     )
                 )
+                used = [
+                    (after - before) if after is not None and before is not None else None
+                    for before, after in zip(cpu_before, map(cpu_seconds, pids), strict=True)
+                ]
             finally:
                 for worker in workers:
                     stop(worker)
@@ -153,6 +160,12 @@ def main() -> None:
         f"Herald end to end (accepted → delivered): {int(result['delivered']):,} delivered in "
         f"{result['total_s']:.2f} s = {result['e2e_rate']:,.0f} messages/s"
     )
+    if None not in used:
+        spent = sum(u for u in used if u is not None)
+        print(
+            f"Herald CPU (all its processes): {spent:.1f} s = "
+            f"{1000 * spent / args.messages:.2f} ms per message"
+        )
 
 
 if __name__ == "__main__":

@@ -229,6 +229,27 @@ async def test_callbacks_for_unknown_attempts_or_sids(
     assert message["status"] == "sent"
 
 
+async def test_callback_endpoint_refuses_what_twilio_never_sends(
+    herald: RunningHerald, client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    message_id = await send_sms(client, "+14155552671", "hello")
+    await wait_status(client, message_id, {"delivered"})
+    url, params = await _callback_target(fake)
+
+    huge = {**params, "Body": "x" * 100_000}
+    response = await _post_callback(url, huge, twilio_signature(url, huge, fake.auth_token))
+    assert response.status_code == 413
+    assert response.json()["code"] == "body_too_large"
+    assert isinstance(response.json()["error"], str)
+
+    async with httpx.AsyncClient() as plain:
+        response = await plain.get(url)
+    assert response.status_code in (404, 405)
+    assert response.json()["code"] in ("not_found", "method_not_allowed")
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert statuses(message) == ["queued", "sending", "sent", "delivered"]
+
+
 async def test_undelivered_report_keeps_twilio_error(
     client: httpx.AsyncClient, fake: FakeTwilio
 ) -> None:

@@ -85,7 +85,7 @@ async def apply_twilio_reports(
         )
     }
     query = (
-        select(Delivery, Message, Sender)
+        select(Delivery, Message, Sender.credentials_encrypted)
         .join(Message, Message.id == Delivery.message_id)
         .join(Sender, Sender.id == Delivery.sender_id)
         .where(Delivery.id.in_(set(delivery_of.values())))
@@ -93,7 +93,7 @@ async def apply_twilio_reports(
     )
     if is_postgres(session):
         query = query.with_for_update(of=(Delivery, Message))
-    rows = {d.id: (d, m, s) for d, m, s in (await session.execute(query)).all()}
+    rows = {d.id: (d, m, secret) for d, m, secret in (await session.execute(query)).all()}
     # Read under the lock: the dispatcher may have just recorded these attempts' answers.
     attempts = {
         a.id: a
@@ -115,17 +115,16 @@ async def apply_twilio_reports(
                 raise NotFound(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )
-            delivery, message, sender = rows[delivery_id]
-            if sender.id not in tokens:
-                credentials = vault.decrypt_json(sender.credentials_encrypted)
-                tokens[sender.id] = credentials.get("authToken", "")
+            delivery, message, secret = rows[delivery_id]
+            if delivery.sender_id not in tokens:
+                tokens[delivery.sender_id] = vault.decrypt_json(secret).get("authToken", "")
             moved = _apply_one(
                 changes,
                 report,
                 attempts[report.attempt_id],
                 delivery,
                 message,
-                tokens[sender.id],
+                tokens[delivery.sender_id],
             )
             if delivery.lease_owner is None:  # a worker holding it schedules this itself
                 schedule_price_fetch(delivery, report.received_at, price_fetch_delay)
