@@ -44,15 +44,13 @@ async def fake_ceiling(base: str, n: int, concurrency: int = 64) -> float:
     """Creates/s the fake sustains from the client Herald itself uses (no callbacks)."""
     url = f"{base}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
     async with provider_http_client(timeout=30, max_connections=concurrency) as client:
-        client.auth = httpx.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)
         sem = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with sem:
-                r = await client.post(
-                    url, data={"To": "+14155550100", "From": "+15005550006", "Body": f"ceiling {i}"}
-                )
-                r.raise_for_status()
+                form = {"To": "+14155550100", "From": "+15005550006", "Body": f"ceiling {i}"}
+                answer = await client.post_form(url, form, auth=(ACCOUNT_SID, AUTH_TOKEN))
+                assert answer.status_code == 201, answer.content
 
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(n)))

@@ -6,12 +6,11 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelAdapter
 from herald.channels.email import SmtpEmail
-from herald.channels.http import provider_http_client
+from herald.channels.http import ProviderClient, provider_http_client
 from herald.channels.sandbox import SandboxSms
 from herald.channels.telegram import TelegramBot
 from herald.channels.twilio import TwilioSms
@@ -66,7 +65,7 @@ class Herald:
         await self.engine.dispose()
 
 
-def provider_client(settings: Settings) -> httpx.AsyncClient:
+def provider_client(settings: Settings) -> ProviderClient:
     """One pooled HTTP client for all provider calls of a process."""
     return provider_http_client(
         timeout=settings.provider_timeout_seconds, max_connections=settings.dispatch_concurrency

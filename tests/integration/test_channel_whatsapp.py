@@ -24,6 +24,7 @@ from herald.channels.base import (
     SenderAccount,
     TransientError,
 )
+from herald.channels.http import provider_http_client
 from herald.channels.twilio import STATUS_MAP
 from herald.channels.whatsapp_meta import (
     MetaWhatsApp,
@@ -576,7 +577,7 @@ def twilio(module_twilio: FakeTwilio, receiver: Receiver) -> FakeTwilio:
 
 @pytest.fixture
 async def via_twilio() -> AsyncIterator[TwilioWhatsApp]:
-    adapter = TwilioWhatsApp(httpx.AsyncClient(timeout=5.0, trust_env=False))
+    adapter = TwilioWhatsApp(provider_http_client(timeout=5.0))
     yield adapter
     await adapter.aclose()
 

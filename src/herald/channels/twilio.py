@@ -16,14 +16,14 @@ from herald.channels.base import (
     SenderAccount,
     TransientError,
 )
-from herald.channels.http import transport_errors
+from herald.channels.http import HTTPAnswer, ProviderClient, transport_errors
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 # Twilio's current limit for ValidityPeriod (seconds).
 MAX_VALIDITY_SECONDS = 36000
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: HTTPAnswer) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -47,7 +47,7 @@ def _receipt(data: dict[str, Any]) -> Receipt:
     )
 
 
-def error_from_response(response: httpx.Response) -> ProviderError:
+def error_from_response(response: HTTPAnswer) -> ProviderError:
     """Turn a Twilio error answer into ours, keeping Twilio's code, message and more_info."""
     try:
         data = response.json()
@@ -77,7 +77,7 @@ class TwilioSms:
 
     name = "twilio"
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: ProviderClient) -> None:
         self._client = client
 
     def _messages_url(self, account: SenderAccount) -> str:
@@ -113,8 +113,8 @@ class TwilioSms:
     async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
         form = self._form(account, message)
         with transport_errors("Twilio"):
-            response = await self._client.post(
-                self._messages_url(account), data=form, auth=self._auth(account)
+            response = await self._client.post_form(
+                self._messages_url(account), form, auth=self._auth(account)
             )
         if response.status_code in (200, 201):
             return _receipt(response.json())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ T = TypeVar("T")
 
 # SQLITE_BUSY and SQLITE_LOCKED: another connection holds a lock we need.
 LOCK_ERRORS = frozenset({5, 6})
+MAX_LOCK_POLL = 0.005  # seconds between tries while another process holds the lock
 
 
 async def _no_wait() -> None:
@@ -163,11 +165,18 @@ class InlineSQLiteConnection(AdaptedConnection):
         return self._off_loop(lambda: self._with_patience(statement))
 
     def _with_patience(self, statement: Callable[[], T]) -> T:
-        self._raw.execute(f"PRAGMA busy_timeout={int(self._patience * 1000)}")
-        try:
-            return statement()
-        finally:
-            self._raw.execute("PRAGMA busy_timeout=0")
+        # Polled, not SQLite's busy_timeout: its handler sleeps in steps growing to 100 ms,
+        # so a writer process would sit idle long after a short transaction elsewhere ended.
+        deadline = time.monotonic() + self._patience
+        pause = 0.0005
+        while True:
+            try:
+                return statement()
+            except sqlite3.OperationalError as e:
+                if not _is_lock_error(e) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_LOCK_POLL)
 
     def _off_loop(self, work: Callable[[], T]) -> T:
         if not in_greenlet():
