@@ -23,7 +23,7 @@ BatchFn = Callable[[list[T]], Awaitable[list[R | Exception]]]
 
 
 class GroupCommitter(Generic[T, R]):
-    """Collects items for up to ``max_wait`` seconds or ``max_items``, then applies them."""
+    """Collects what arrives within ``max_wait`` seconds (up to ``max_items``), then applies it."""
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class GroupCommitter(Generic[T, R]):
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="group-commit")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._queue.put_nowait((item, future))
         return await future
 
     async def aclose(self) -> None:
@@ -55,18 +55,14 @@ class GroupCommitter(Generic[T, R]):
                 await self._task
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self._max_wait
-            while len(batch) < self._max_items:
-                timeout = deadline - loop.time()
-                if timeout <= 0 and self._queue.empty():
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(timeout, 0)))
-                except TimeoutError:
-                    break
+            if self._queue.empty():
+                # One short wait per batch for whatever arrives at the same moment
+                # (asyncio.wait_for on each item cost a task per item).
+                await asyncio.sleep(self._max_wait)
+            while len(batch) < self._max_items and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             await self._apply_batch(batch)
 
     async def _apply_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
