@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -71,7 +72,7 @@ class ProviderTransport(AiohttpTransport):
         """POST a form on the same pool, without httpx's request and response objects.
 
         For the one call made per message (Twilio's create): measured on this machine,
-        585 µs of CPU through httpx, 210 µs straight on aiohttp. Errors are httpx's, mapped
+        585 µs of CPU through httpx, about 220 µs straight on aiohttp. Errors are httpx's, mapped
         exactly as for every other request.
         """
         if not isinstance(self.client, aiohttp.ClientSession):
@@ -80,8 +81,9 @@ class ProviderTransport(AiohttpTransport):
             with map_aiohttp_exceptions():
                 async with self.client.post(
                     url,
-                    data=form,
-                    headers=headers,
+                    # Encoded here: given a dict, aiohttp builds a multipart writer first.
+                    data=urlencode(form).encode(),
+                    headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(
                         sock_connect=limits.connect, sock_read=limits.read, connect=limits.pool
