@@ -333,11 +333,12 @@ async def test_catch_up_after_downtime_in_due_order_once(
     assert len(fake.requests) == 5
 
 
-async def test_quiet_hours_can_be_configured_to_pause_validity(
-    settings: Settings, fake: FakeTwilio
-) -> None:
-    paused = settings.model_copy(update={"quiet_hours_pause_validity": True})
-    graph = build(paused, clock=ManualClock(START))
+@pytest.fixture
+async def paused(settings: Settings, fake: FakeTwilio) -> AsyncIterator[tuple[Herald, str]]:
+    """A Herald whose quiet hours pause validity, with a project sending through the fake."""
+    graph = build(
+        settings.model_copy(update={"quiet_hours_pause_validity": True}), clock=ManualClock(START)
+    )
     try:
         async with graph.sessions() as session, session.begin():
             created = await create_project(session, graph.vault, "night")
@@ -354,20 +355,64 @@ async def test_quiet_hours_can_be_configured_to_pause_validity(
                     base_url=fake.base_url,
                 ),
             )
-        # Allowed from 14:00 UTC, two hours away; valid for one hour: without the option it
-        # would expire during the wait (see the test above), with it the hour starts at 14:00.
-        [result] = await send(
-            graph,
-            created.project_id,
-            timezone="UTC",
-            allowedTimeRanges=[["14:00:00", "20:00:00"]],
-            sms={"validityPeriod": 60},
-        )
-        clock(graph).advance(2 * 3600)
-        await drain(Dispatcher(graph))
-        message = await view(graph, created.project_id, result["id"])
-        assert message["status"] == "sending"
-        assert message["expiresAt"] == (START + timedelta(hours=3)).isoformat()
-        assert len(fake.requests) == 1
+        yield graph, created.project_id
     finally:
         await graph.aclose()
+
+
+async def test_quiet_hours_can_be_configured_to_pause_validity(
+    paused: tuple[Herald, str], fake: FakeTwilio
+) -> None:
+    graph, project_id = paused
+    # Allowed from 14:00 UTC, two hours away; valid for one hour: without the option it
+    # would expire during the wait (see the test above), with it the hour starts at 14:00.
+    [result] = await send(
+        graph,
+        project_id,
+        timezone="UTC",
+        allowedTimeRanges=[["14:00:00", "20:00:00"]],
+        sms={"validityPeriod": 60},
+    )
+    clock(graph).advance(2 * 3600)
+    await drain(Dispatcher(graph))
+    message = await view(graph, project_id, result["id"])
+    assert message["status"] == "sending"
+    assert message["expiresAt"] == (START + timedelta(hours=3)).isoformat()
+    assert len(fake.requests) == 1
+
+
+async def test_a_retry_held_overnight_keeps_its_paused_validity(
+    paused: tuple[Herald, str], fake: FakeTwilio
+) -> None:
+    graph, project_id = paused
+    # Sent at 12:00 inside a 12:00-12:20 window, valid an hour; Twilio says "retry in 30
+    # minutes", which falls after the window: the retry waits for tomorrow's window and,
+    # with validity paused, the remaining half hour of validity waits with it.
+    fake.fail_next(1, http_status=429, code=20429, retry_after=1800)
+    [result] = await send(
+        graph,
+        project_id,
+        timezone="UTC",
+        allowedTimeRanges=[["12:00:00", "12:20:00"]],
+        sms={"validityPeriod": 60},
+    )
+    await drain(Dispatcher(graph))
+    async with graph.sessions() as session:
+        retry_at = await session.scalar(
+            select(Delivery.next_attempt_at).where(Delivery.message_id == result["id"])
+        )
+    assert retry_at is not None
+    clock(graph).set(retry_at)
+    await drain(Dispatcher(graph))
+    tomorrow = START + timedelta(days=1)
+    async with graph.sessions() as session:
+        delivery = await session.scalar(select(Delivery).where(Delivery.message_id == result["id"]))
+    assert delivery is not None
+    assert delivery.next_attempt_at == tomorrow
+    assert delivery.expires_at == START + timedelta(hours=1) + (tomorrow - retry_at)
+
+    clock(graph).set(tomorrow)
+    await drain(Dispatcher(graph))
+    message = await view(graph, project_id, result["id"])
+    assert message["status"] == "sending"
+    assert len(fake.requests) == 2
