@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from herald.bootstrap import Herald, build
 from herald.clock import ManualClock
@@ -23,7 +23,8 @@ from herald.services.accepting import CreationPolicy, create_messages
 from herald.services.messages import cancel_messages, get_message
 from herald.services.projects import create_project
 from herald.services.senders import NewSender, add_sender
-from herald.store.messages import Delivery
+from herald.store.db import read_snapshot
+from herald.store.messages import Delivery, Message
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import free_port
 
@@ -416,3 +417,21 @@ async def test_a_retry_held_overnight_keeps_its_paused_validity(
     message = await view(graph, project_id, result["id"])
     assert message["status"] == "sending"
     assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_views_read_one_snapshot_on_postgresql(herald: Herald, project: str) -> None:
+    # SQLite needs no test: a reader holds the database's one connection (and its lock), so
+    # no commit can land between its queries. PostgreSQL's READ COMMITTED would let one in.
+    [result] = await send(herald, project)
+    status_of = select(Message.status).where(Message.id == result["id"])
+    async with herald.sessions() as reader:
+        await read_snapshot(reader)
+        before = await reader.scalar(status_of)
+        async with herald.sessions() as writer, writer.begin():
+            await writer.execute(
+                update(Message).where(Message.id == result["id"]).values(status="sent")
+            )
+        assert await reader.scalar(status_of) == before == "queued"
+    async with herald.sessions() as fresh:
+        assert await fresh.scalar(status_of) == "sent"

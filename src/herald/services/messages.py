@@ -23,7 +23,7 @@ from herald.services.short_links import (
 )
 from herald.services.tracking import Changes, apply_status, detach
 from herald.services.views import delivery_item, iso, message_item
-from herald.store.db import is_postgres
+from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Attempt, Delivery, Message, StatusEvent
 from herald.store.senders import Sender
 
@@ -42,6 +42,7 @@ def _primary(deliveries: list[Delivery]) -> Delivery:
 
 async def get_message(session: AsyncSession, project_id: str, message_id: str) -> dict[str, Any]:
     """One message with every channel's delivery, its attempts, and the whole history."""
+    await read_snapshot(session)
     message = await session.scalar(
         select(Message).where(Message.id == message_id, Message.project_id == project_id)
     )
@@ -164,6 +165,7 @@ async def list_messages(
     """A page of messages, newest first, in TWIN's ``{count, items}`` shape plus a cursor."""
     if not 1 <= limit <= 1000:
         raise InvalidRequest("'limit' must be between 1 and 1000.", code="invalid_limit")
+    await read_snapshot(session)  # the count and the page agree
     query = _filtered(
         select(Message, Delivery, Sender.provider)
         # One row per message: its first channel (the whole cascade is in the single view).

@@ -67,3 +67,15 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def is_postgres(session: AsyncSession) -> bool:
     """Whether row locks (FOR UPDATE [SKIP LOCKED]) are available and needed."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+async def read_snapshot(session: AsyncSession) -> None:
+    """Make the reads that follow see one consistent state of the database.
+
+    PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a view
+    built from several queries (a message, then its deliveries) could mix states from before
+    and after a concurrent commit: a message still "sent" beside its delivered channel.
+    SQLite reads one snapshot per transaction already. Call before the session's first query.
+    """
+    if is_postgres(session):
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
