@@ -22,7 +22,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index(None, "project_id", "created_at", "id"),
-        Index(None, "project_id", "status"),
+        Index(None, "project_id", "status", "created_at", "id"),
         Index(None, "project_id", "phone"),
         Index(None, "project_id", "group_id"),
         Index(None, "project_id", "task_id"),
