@@ -89,13 +89,16 @@ def start_workers(workdir: Path, env: dict[str, str], n: int) -> list[subprocess
     return workers
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU a process has used so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User plus system CPU these processes have used so far (Linux /proc; None elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:

@@ -127,7 +127,7 @@ def main() -> None:
             herald = start_herald(workdir, env, port)
             workers = start_workers(workdir, env, args.workers)
             pids = [herald.pid, *(w.pid for w in workers)]
-            cpu_before = [cpu_seconds(pid) for pid in pids]
+            cpu_before = cpu_seconds(pids)
             try:
                 result = asyncio.run(
                     through_herald(
@@ -137,10 +137,7 @@ def main() -> None:
                         args.messages,
                     )
                 )
-                used = [
-                    (after - before) if after is not None and before is not None else None
-                    for before, after in zip(cpu_before, map(cpu_seconds, pids), strict=True)
-                ]
+                cpu_after = cpu_seconds(pids)
             finally:
                 for worker in workers:
                     stop(worker)
@@ -158,8 +155,8 @@ def main() -> None:
         f"Herald end to end (accepted → delivered): {int(result['delivered']):,} delivered in "
         f"{result['total_s']:.2f} s = {result['e2e_rate']:,.0f} messages/s"
     )
-    if None not in used:
-        spent = sum(u for u in used if u is not None)
+    if cpu_before is not None and cpu_after is not None:
+        spent = cpu_after - cpu_before
         print(
             f"Herald CPU (all its processes): {spent:.1f} s = "
             f"{1000 * spent / args.messages:.2f} ms per message"

@@ -16,6 +16,11 @@ from herald.schemas.messages import pydantic_code
 log = logging.getLogger("herald.api")
 
 
+INTERNAL_ERROR = (
+    "Herald hit an internal error; nothing was changed. The server log has the details."
+)
+
+
 def error_response(status: int, message: str, code: str, details: Any = None) -> JSONResponse:
     return JSONResponse(
         {"error": message, "code": code, "details": details or {}}, status_code=status
@@ -61,8 +66,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crash(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(
-            500,
-            "Herald hit an internal error; nothing was changed. The server log has the details.",
-            "internal_error",
-        )
+        return error_response(500, INTERNAL_ERROR, "internal_error")

@@ -4,17 +4,18 @@ Every SMS brings two (sent, delivered), so at 1,000 messages a second they are t
 all requests. Profiled, FastAPI's routing (matching the path against every route in turn),
 dependency solving and middleware cost more per callback than verifying and applying it;
 the endpoint needs none of them: it reads a form, hands it to the group committer and
-answers with empty TwiML or Herald's usual error body.
+answers with empty TwiML or Herald's usual error response.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from urllib.parse import parse_qsl
 
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from herald.api.errors import INTERNAL_ERROR, error_response
 from herald.api.routes.webhooks import EMPTY_TWIML
 from herald.bootstrap import Herald
 from herald.errors import HeraldError
@@ -23,7 +24,6 @@ from herald.services.provider_reports import TwilioReport
 log = logging.getLogger("herald.api")
 
 PATH_PREFIX = "/webhooks/twilio/status/"
-TWIML = EMPTY_TWIML.encode()
 # Twilio's callbacks are a few hundred bytes; anything far larger is not one.
 MAX_BODY = 64 * 1024
 
@@ -37,25 +37,6 @@ def attempt_of(scope: Scope) -> str | None:
         return None
     attempt_id = path[len(PATH_PREFIX) :]
     return attempt_id if attempt_id and "/" not in attempt_id else None
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _error(send: Send, status: int, message: str, code: str) -> None:
-    body = json.dumps({"error": message, "code": code, "details": {}}).encode()
-    await _respond(send, status, body, b"application/json")
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -80,7 +61,8 @@ async def handle(
 ) -> None:
     body = await _read_body(receive)
     if body is None:
-        await _error(send, 413, "A status callback cannot be this large.", "body_too_large")
+        too_large = error_response(413, "A status callback cannot be this large.", "body_too_large")
+        await too_large(scope, receive, send)
         return
     signature: str | None = None
     for name, value in scope["headers"]:
@@ -102,20 +84,14 @@ async def handle(
         signature=signature,
         received_at=herald.clock.now(),
     )
+    response: Response
     try:
-        result = await herald.twilio_reports.submit(report)
+        await herald.twilio_reports.submit(report)
     except HeraldError as e:
-        result = e
+        response = error_response(e.status_code, e.message, e.code, e.details)
     except Exception:
         log.exception("applying a Twilio status callback failed")
-        await _error(
-            send,
-            500,
-            "Herald hit an internal error; nothing was changed. The server log has the details.",
-            "internal_error",
-        )
-        return
-    if isinstance(result, HeraldError):
-        await _error(send, result.status_code, result.message, result.code)
-        return
-    await _respond(send, 200, TWIML, b"text/xml")
+        response = error_response(500, INTERNAL_ERROR, "internal_error")
+    else:
+        response = Response(EMPTY_TWIML, media_type="text/xml")
+    await response(scope, receive, send)

@@ -51,12 +51,6 @@ MESSAGE_COLUMNS = (
     "sent_at",
     "delivered_at",
 )
-DELIVERIES = cast(Table, Delivery.__table__)
-MESSAGES = cast(Table, Message.__table__)
-ATTEMPTS = cast(Table, Attempt.__table__)
-EVENTS = cast(Table, StatusEvent.__table__)
-CALLBACKS = cast(Table, ClientCallback.__table__)
-
 ATTEMPT_COLUMNS = (
     "state",
     "finished_at",
@@ -66,6 +60,13 @@ ATTEMPT_COLUMNS = (
     "error_message",
     "error_more_info",
 )
+
+# The tables Changes.write addresses in Core statements.
+DELIVERIES = cast(Table, Delivery.__table__)
+MESSAGES = cast(Table, Message.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
+EVENTS = cast(Table, StatusEvent.__table__)
+CALLBACKS = cast(Table, ClientCallback.__table__)
 
 
 @dataclass(frozen=True, slots=True)

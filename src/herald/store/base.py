@@ -68,9 +68,9 @@ class Base(DeclarativeBase):
 class _RandomPool(threading.local):
     """Random bytes fetched from the OS 4 KiB at a time, per thread.
 
-    ``uuid.uuid4()`` asks the OS for 16 bytes per call and lets go of the GIL each time;
-    a bulk import makes three ids per row, and every release let another thread (the
-    database driver's) take the GIL for a whole switch interval.
+    ``uuid.uuid4()`` asks the OS for 16 bytes per call: a system call, and a release of the
+    GIL that can hand it to another thread for a whole switch interval, for every id. A
+    bulk import makes three ids per row.
     """
 
     def __init__(self) -> None:

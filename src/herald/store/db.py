@@ -23,8 +23,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """An async engine tuned for Herald's workload on either database."""
     if is_sqlite(url):
         # SQLite has one writer at a time. Within a process, waiting for the one connection in
-        # the pool's asyncio queue is far cheaper than colliding on the file lock, where
-        # SQLite's busy handler sleeps in steps of up to 100 ms.
+        # the pool's asyncio queue is far cheaper than colliding on the file lock.
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
@@ -32,7 +31,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
             max_overflow=0,
             pool_timeout=60,
             # Statements run on the loop's thread: see sqlite_driver for the measurements.
-            **({"module": InlineSQLite()} if "+aiosqlite" in url else {}),
+            module=InlineSQLite(),
         )
         _tune_sqlite(engine)
         return engine
