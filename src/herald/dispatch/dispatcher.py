@@ -39,10 +39,19 @@ from herald.services.bots import last_inbound_any
 from herald.services.provider_reports import PRICED, schedule_price_fetch
 from herald.services.senders import account_of
 from herald.services.suppressions import record_suppression, refuse_suppressed
-from herald.services.tracking import Changes, ErrorInfo, apply_status, detach
-from herald.store.db import is_postgres
-from herald.store.messages import Attempt, Delivery, Message
-from herald.store.queue import SENDABLE, Claimed, claim_due, load_siblings
+from herald.services.tracking import Changes, ErrorInfo, apply_status
+from herald.store.queue import SENDABLE, Claimed, claim_due
+from herald.store.rows import (
+    ATTEMPTS,
+    AttemptRow,
+    DeliveryRow,
+    MessageRow,
+    load,
+    load_by_id,
+    load_deliveries,
+    load_siblings,
+    lock_deliveries,
+)
 from herald.store.senders import Sender
 
 log = logging.getLogger("herald.dispatch")
@@ -59,7 +68,7 @@ SILENT_PROVIDERS = frozenset({"smtp", "telegram"})
 
 
 def outbound_of(
-    d: Delivery, status_callback: str, now: datetime, *, use_template: bool = False
+    d: DeliveryRow, status_callback: str, now: datetime, *, use_template: bool = False
 ) -> OutboundMessage:
     """What the adapter sends for a delivery: its text plus the rich channels' fields.
 
@@ -241,23 +250,23 @@ class Dispatcher:
                 c.delivery.lease_owner = None
         return [c for c in claimed if id(c) not in out]
 
-    async def _open_attempts(self, session: AsyncSession, ids: list[str]) -> dict[str, Attempt]:
+    async def _open_attempts(self, session: AsyncSession, ids: list[str]) -> dict[str, AttemptRow]:
         if not ids:
             return {}
-        rows = await session.scalars(
-            select(Attempt).where(Attempt.delivery_id.in_(ids), Attempt.state == "in_flight")
+        rows = await load(
+            session,
+            AttemptRow,
+            ATTEMPTS.c.delivery_id.in_(ids),
+            ATTEMPTS.c.state == "in_flight",
         )
-        found = {a.delivery_id: a for a in rows}
-        for attempt in found.values():
-            session.expunge(attempt)  # senders stay attached: their pacing state must flush
-        return found
+        return {a.delivery_id: a for a in rows}
 
     async def _job_for(
         self,
         session: AsyncSession,
         changes: Changes,
         c: Claimed,
-        open_attempt: Attempt | None,
+        open_attempt: AttemptRow | None,
         now: datetime,
     ) -> _Job | None:
         d, m = c.delivery, c.message
@@ -344,13 +353,15 @@ class Dispatcher:
         )
 
     @staticmethod
-    async def _outside_whatsapp_window(session: AsyncSession, d: Delivery, now: datetime) -> bool:
+    async def _outside_whatsapp_window(
+        session: AsyncSession, d: DeliveryRow, now: datetime
+    ) -> bool:
         """Whether WhatsApp's 24-hour customer-service window is closed for this person."""
         last = await last_inbound_any(session, d.project_id, d.to_address)
         return last is None or now - last >= WHATSAPP_WINDOW
 
     @staticmethod
-    def _wants_price(d: Delivery, now: datetime) -> bool:
+    def _wants_price(d: DeliveryRow, now: datetime) -> bool:
         # Twilio prices a message within minutes; after a day there is no point asking.
         since = d.delivered_at or d.updated_at
         return (
@@ -363,8 +374,8 @@ class Dispatcher:
     def _expire(
         self,
         changes: Changes,
-        d: Delivery,
-        m: Message,
+        d: DeliveryRow,
+        m: MessageRow,
         now: datetime,
         why: str,
         error: ErrorInfo | None = None,
@@ -383,7 +394,7 @@ class Dispatcher:
         d.lease_owner = None
 
     def _hold_for_quiet_hours(
-        self, changes: Changes, d: Delivery, m: Message, now: datetime
+        self, changes: Changes, d: DeliveryRow, m: MessageRow, now: datetime
     ) -> bool:
         """Push a due delivery to its recipient's next allowed time; True if it was pushed.
 
@@ -474,25 +485,11 @@ class Dispatcher:
         now = self.herald.clock.now()
         async with self.herald.sessions() as session, session.begin():
             ids = [job.delivery_id for job in jobs]
-            query = (
-                select(Delivery, Message)
-                .join(Message, Message.id == Delivery.message_id)
-                .where(Delivery.id.in_(ids))
-                .order_by(Message.id, Delivery.id)
-            )
-            if is_postgres(session):
-                query = query.with_for_update(of=(Delivery, Message))
-            rows = {d.id: (d, m) for d, m in (await session.execute(query)).all()}
-            attempts = {
-                a.id: a
-                for a in await session.scalars(
-                    select(Attempt).where(Attempt.id.in_([job.attempt_id for job in jobs]))
-                )
-            }
+            await lock_deliveries(session, ids)
+            rows = await load_deliveries(session, ids)
+            attempts = await load_by_id(session, AttemptRow, (job.attempt_id for job in jobs))
             known_sids = await self._known_sids(session, jobs)
-            siblings = await load_siblings(session, (m for _, m in rows.values()))
-            detach(session)
-            changes = Changes(siblings=siblings)
+            changes = Changes(siblings=await load_siblings(session, rows.values()))
             for job in jobs:
                 delivery, message = rows[job.delivery_id]
                 if job.kind == "price":
@@ -549,7 +546,9 @@ class Dispatcher:
             return set()
         return set(
             await session.scalars(
-                select(Attempt.provider_message_id).where(Attempt.provider_message_id.in_(sids))
+                select(ATTEMPTS.c.provider_message_id).where(
+                    ATTEMPTS.c.provider_message_id.in_(sids)
+                )
             )
         )
 
@@ -558,9 +557,9 @@ class Dispatcher:
         changes: Changes,
         job_provider: str,
         receipt: Receipt,
-        delivery: Delivery,
-        message: Message,
-        attempt: Attempt,
+        delivery: DeliveryRow,
+        message: MessageRow,
+        attempt: AttemptRow,
         now: datetime,
     ) -> None:
         attempt.state = "accepted"
@@ -591,7 +590,9 @@ class Dispatcher:
                     attempt_id=attempt.id,
                 )
 
-    def _record_price(self, changes: Changes, job: _Job, delivery: Delivery, now: datetime) -> None:
+    def _record_price(
+        self, changes: Changes, job: _Job, delivery: DeliveryRow, now: datetime
+    ) -> None:
         if delivery.lease_owner != self.worker_id:
             return
         delivery.lease_owner = None
@@ -606,9 +607,9 @@ class Dispatcher:
         self,
         changes: Changes,
         job: _Job,
-        delivery: Delivery,
-        message: Message,
-        attempt: Attempt,
+        delivery: DeliveryRow,
+        message: MessageRow,
+        attempt: AttemptRow,
         now: datetime,
     ) -> None:
         outcome = job.outcome
@@ -682,9 +683,9 @@ class Dispatcher:
         self,
         changes: Changes,
         job: _Job,
-        delivery: Delivery,
-        message: Message,
-        attempt: Attempt,
+        delivery: DeliveryRow,
+        message: MessageRow,
+        attempt: AttemptRow,
         now: datetime,
         known_sids: set[str],
     ) -> None:

@@ -21,10 +21,11 @@ from herald.schemas.messages import (
 from herald.services.short_links import (
     link_stats_for_messages,
 )
-from herald.services.tracking import Changes, apply_status, detach
+from herald.services.tracking import Changes, apply_status
 from herald.services.views import delivery_item, iso, message_item
 from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.rows import DeliveryRow, MessageRow, rows_of
 from herald.store.senders import Sender
 
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
@@ -228,10 +229,9 @@ async def cancel_messages(
         # The dispatcher claims with SKIP LOCKED: while we hold these rows it cannot take them,
         # and if it holds them we wait and then see that they are already sending.
         query = query.with_for_update(of=(Message, Delivery))
-    rows = (await session.execute(query)).all()
-    detach(session)
-    family: dict[str, tuple[Message, list[Delivery]]] = {}
-    for message, delivery in rows:
+    rows = rows_of((d, m) for m, d in await session.execute(query))
+    family: dict[str, tuple[MessageRow, list[DeliveryRow]]] = {}
+    for delivery, message in rows:
         family.setdefault(message.id, (message, []))[1].append(delivery)
     missing = [i for i in ids if i not in family]
     if missing:

@@ -18,11 +18,11 @@ from herald.domain.statuses import Status
 from herald.errors import Forbidden, InvalidRequest, NotFound
 from herald.services.bots import record_inbound_activity
 from herald.services.provider_reports import note_late_report
-from herald.services.tracking import Changes, ErrorInfo, apply_status, detach
+from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.services.vault import Vault
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
-from herald.store.queue import load_siblings
+from herald.store.rows import load_siblings, rows_of
 from herald.store.senders import Sender
 
 STATUS = {
@@ -90,20 +90,20 @@ async def apply_meta_webhook(
     reports = parse_statuses(payload)
     if not reports:
         return 0
-    rows = await _by_wamid(session, sender.id, {r.wamid for r in reports})
+    found = await _by_wamid(session, sender.id, {r.wamid for r in reports})
     for report in reports:
-        if report.wamid not in rows and report.recipient_id:
+        if report.wamid not in found and report.recipient_id:
             early = await _in_flight_to(session, sender.id, report.recipient_id)
             if early is not None:
-                rows[report.wamid] = early
+                found[report.wamid] = early
+                # Flushed before the next query, so that one no longer finds it in flight.
                 early[0].provider_message_id = report.wamid
-    unmatched = {r.wamid for r in reports} - set(rows)
+    unmatched = {r.wamid for r in reports} - set(found)
     if unmatched:
         # The send's answer may have been recorded while we waited for its row.
-        rows.update(await _by_wamid(session, sender.id, unmatched))
-    siblings = await load_siblings(session, (m for _, m in rows.values()))
-    detach(session)
-    changes = Changes(siblings=siblings)
+        found.update(await _by_wamid(session, sender.id, unmatched))
+    rows = dict(zip(found, rows_of(found.values()), strict=True))
+    changes = Changes(siblings=await load_siblings(session, rows.values()))
     moved = 0
     for report in sorted(reports, key=lambda r: r.timestamp):
         if report.wamid not in rows:

@@ -13,11 +13,18 @@ from herald.channels.twilio import STATUS_MAP, more_info_url
 from herald.domain.signatures import verify_twilio_signature
 from herald.domain.statuses import FINAL, Status
 from herald.errors import Conflict, Forbidden, HeraldError, NotFound
-from herald.services.tracking import Changes, ErrorInfo, apply_status, detach
+from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.services.vault import Vault
-from herald.store.db import is_postgres
-from herald.store.messages import Attempt, Delivery, Message
-from herald.store.queue import load_siblings
+from herald.store.rows import (
+    ATTEMPTS,
+    AttemptRow,
+    DeliveryRow,
+    MessageRow,
+    load_by_id,
+    load_deliveries,
+    load_siblings,
+    lock_deliveries,
+)
 from herald.store.senders import Sender
 
 # Twilio's asynchronous delivery errors, worded for the message view.
@@ -54,7 +61,7 @@ class TwilioReport:
 PRICED = frozenset({Status.DELIVERED, Status.READ, Status.UNDELIVERED, Status.FAILED})
 
 
-def schedule_price_fetch(delivery: Delivery, now: datetime, delay: timedelta) -> None:
+def schedule_price_fetch(delivery: DeliveryRow, now: datetime, delay: timedelta) -> None:
     """Come back for the price once Twilio has had time to set it.
 
     Status callbacks carry no price; a fetch of the message some time after its final status
@@ -81,32 +88,23 @@ async def apply_twilio_reports(
     delivery_of: dict[str, str] = {
         attempt_id: delivery_id
         for attempt_id, delivery_id in await session.execute(
-            select(Attempt.id, Attempt.delivery_id).where(Attempt.id.in_(attempt_ids))
+            select(ATTEMPTS.c.id, ATTEMPTS.c.delivery_id).where(ATTEMPTS.c.id.in_(attempt_ids))
         )
     }
-    query = (
-        select(Delivery, Message, Sender.credentials_encrypted)
-        .join(Message, Message.id == Delivery.message_id)
-        .join(Sender, Sender.id == Delivery.sender_id)
-        .where(Delivery.id.in_(set(delivery_of.values())))
-        .order_by(Message.id, Delivery.id)
-    )
-    if is_postgres(session):
-        query = query.with_for_update(of=(Delivery, Message))
-    rows = {d.id: (d, m, secret) for d, m, secret in (await session.execute(query)).all()}
+    await lock_deliveries(session, delivery_of.values())
+    rows = await load_deliveries(session, delivery_of.values())
     # Read under the lock: the dispatcher may have just recorded these attempts' answers.
-    attempts = {
-        a.id: a
-        for a in await session.scalars(
-            select(Attempt)
-            .where(Attempt.id.in_(list(delivery_of)))
-            .execution_options(populate_existing=True)
+    attempts = await load_by_id(session, AttemptRow, delivery_of)
+    sealed: dict[str, str] = {
+        sender_id: secret
+        for sender_id, secret in await session.execute(
+            select(Sender.id, Sender.credentials_encrypted).where(
+                Sender.id.in_({d.sender_id for d, _ in rows.values()})
+            )
         )
     }
-    siblings = await load_siblings(session, (m for _, m, _ in rows.values()))
-    detach(session)
     tokens: dict[str, str] = {}
-    changes = Changes(siblings=siblings)
+    changes = Changes(siblings=await load_siblings(session, rows.values()))
     results: list[bool | HeraldError] = []
     for report in reports:
         try:
@@ -115,8 +113,9 @@ async def apply_twilio_reports(
                 raise NotFound(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )
-            delivery, message, secret = rows[delivery_id]
+            delivery, message = rows[delivery_id]
             if delivery.sender_id not in tokens:
+                secret = sealed[delivery.sender_id]
                 tokens[delivery.sender_id] = vault.decrypt_json(secret).get("authToken", "")
             moved = _apply_one(
                 changes,
@@ -138,9 +137,9 @@ async def apply_twilio_reports(
 def _apply_one(
     changes: Changes,
     report: TwilioReport,
-    attempt: Attempt,
-    delivery: Delivery,
-    message: Message,
+    attempt: AttemptRow,
+    delivery: DeliveryRow,
+    message: MessageRow,
     token: str,
 ) -> bool:
     params, now = report.params, report.received_at
@@ -212,8 +211,8 @@ def _apply_one(
 
 def note_late_report(
     changes: Changes,
-    message: Message,
-    delivery: Delivery,
+    message: MessageRow,
+    delivery: DeliveryRow,
     reported: Status,
     *,
     source: str,

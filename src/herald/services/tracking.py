@@ -13,17 +13,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, update
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.statuses import FAILURES, FINAL, SUCCESS, Status, can_move, message_status
 from herald.services.views import callback_payload
 from herald.store.base import new_id
 from herald.store.callbacks import ClientCallback
-from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.messages import StatusEvent
+from herald.store.rows import (
+    ATTEMPTS,
+    DELIVERIES,
+    MESSAGES,
+    AnyRow,
+    AttemptRow,
+    DeliveryRow,
+    MessageRow,
+    column_names,
+    update_by_id,
+)
 
 DELIVERY_COLUMNS = (
     "status",
@@ -61,10 +71,6 @@ ATTEMPT_COLUMNS = (
     "error_more_info",
 )
 
-# The tables Changes.write addresses in Core statements.
-DELIVERIES = cast(Table, Delivery.__table__)
-MESSAGES = cast(Table, Message.__table__)
-ATTEMPTS = cast(Table, Attempt.__table__)
 EVENTS = cast(Table, StatusEvent.__table__)
 CALLBACKS = cast(Table, ClientCallback.__table__)
 
@@ -80,42 +86,32 @@ def _row(obj: Any, columns: tuple[str, ...]) -> dict[str, Any]:
     return {c: getattr(obj, c) for c in columns}
 
 
-@cache
-def _update_by_id(table: Table) -> Update:
-    # Executed with many parameter sets: SET takes the columns each set names besides _id.
-    return update(table).where(table.c.id == bindparam("_id"))
-
-
 @dataclass
 class Changes:
-    """Rows changed while handling a batch, written together by :meth:`write`.
+    """Rows changed while handling a batch, written together by :meth:`write`."""
 
-    The objects must be detached from the session (see ``detach``) so the ORM does not also
-    flush them one by one.
-    """
-
-    deliveries: dict[str, Delivery] = field(default_factory=dict)
-    messages: dict[str, Message] = field(default_factory=dict)
-    attempts: dict[str, Attempt] = field(default_factory=dict)
-    new_attempts: list[Attempt] = field(default_factory=list)
+    deliveries: dict[str, DeliveryRow] = field(default_factory=dict)
+    messages: dict[str, MessageRow] = field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    new_attempts: list[AttemptRow] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     # Every delivery of each cascading message, so a status change can move the cascade on.
-    siblings: dict[str, list[Delivery]] = field(default_factory=dict)
+    siblings: dict[str, list[DeliveryRow]] = field(default_factory=dict)
 
-    def touch(self, obj: Delivery | Message | Attempt) -> None:
-        """Mark an object as changed."""
-        if isinstance(obj, Delivery):
+    def touch(self, obj: AnyRow) -> None:
+        """Mark a row as changed."""
+        if isinstance(obj, DeliveryRow):
             self.deliveries[obj.id] = obj
-        elif isinstance(obj, Message):
+        elif isinstance(obj, MessageRow):
             self.messages[obj.id] = obj
         else:
             self.attempts[obj.id] = obj
 
-    def new_attempt(self, delivery: Delivery, at: datetime) -> Attempt:
+    def new_attempt(self, delivery: DeliveryRow, at: datetime) -> AttemptRow:
         """A new in-flight attempt for ``delivery`` (its attempt_count is incremented)."""
         delivery.attempt_count += 1
-        attempt = Attempt(
+        attempt = AttemptRow(
             id=new_id(),
             delivery_id=delivery.id,
             number=delivery.attempt_count,
@@ -141,16 +137,7 @@ class Changes:
         if self.new_attempts:
             await session.execute(
                 insert(ATTEMPTS),
-                [
-                    {
-                        **_row(a, ATTEMPT_COLUMNS),
-                        "id": a.id,
-                        "delivery_id": a.delivery_id,
-                        "number": a.number,
-                        "started_at": a.started_at,
-                    }
-                    for a in self.new_attempts
-                ],
+                [_row(a, column_names(AttemptRow)) for a in self.new_attempts],
             )
         created = {a.id for a in self.new_attempts}
         for table, objects, columns in (
@@ -164,7 +151,7 @@ class Changes:
         ):
             if objects:
                 await session.execute(
-                    _update_by_id(table),
+                    update_by_id(table),
                     [{"_id": obj.id, **_row(obj, columns)} for obj in objects.values()],
                 )
         if self.events:
@@ -173,15 +160,10 @@ class Changes:
             await session.execute(insert(CALLBACKS), self.callbacks)
 
 
-def detach(session: AsyncSession) -> None:
-    """Stop the session tracking loaded objects; their changes go through ``Changes``."""
-    session.expunge_all()
-
-
 def apply_status(
     changes: Changes,
-    message: Message,
-    delivery: Delivery,
+    message: MessageRow,
+    delivery: DeliveryRow,
     new: Status,
     *,
     source: str,
@@ -229,8 +211,8 @@ def apply_status(
 
 def _set_delivery(
     changes: Changes,
-    message: Message,
-    delivery: Delivery,
+    message: MessageRow,
+    delivery: DeliveryRow,
     new: Status,
     *,
     source: str,
@@ -269,9 +251,9 @@ def _set_delivery(
 
 def _move_on(
     changes: Changes,
-    message: Message,
-    failed: Delivery,
-    siblings: list[Delivery],
+    message: MessageRow,
+    failed: DeliveryRow,
+    siblings: list[DeliveryRow],
     at: datetime,
 ) -> None:
     waiting = sorted(
@@ -299,9 +281,9 @@ def _move_on(
 
 def _set_message(
     changes: Changes,
-    message: Message,
-    delivery: Delivery,
-    siblings: list[Delivery],
+    message: MessageRow,
+    delivery: DeliveryRow,
+    siblings: list[DeliveryRow],
     at: datetime,
     error: ErrorInfo | None,
 ) -> None:

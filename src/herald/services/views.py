@@ -8,6 +8,7 @@ from typing import Any
 
 from herald.domain.statuses import Status
 from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.rows import DeliveryRow, MessageRow
 
 STATUS_CODES: dict[str, int] = {
     Status.QUEUED: 1,
@@ -44,7 +45,7 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _error(delivery: Delivery) -> dict[str, Any] | None:
+def _error(delivery: Delivery | DeliveryRow) -> dict[str, Any] | None:
     if not delivery.error_code:
         return None
     return {
@@ -54,7 +55,7 @@ def _error(delivery: Delivery) -> dict[str, Any] | None:
     }
 
 
-def _provider(delivery: Delivery, provider: str | None) -> dict[str, Any]:
+def _provider(delivery: Delivery | DeliveryRow, provider: str | None) -> dict[str, Any]:
     return {
         "name": provider,
         "messageId": delivery.provider_message_id,
@@ -166,7 +167,7 @@ def delivery_item(d: Delivery, provider: str, attempts: Sequence[Attempt]) -> di
 
 
 def callback_payload(
-    message: Message, delivery: Delivery, *, previous: str, at: datetime
+    message: MessageRow, delivery: DeliveryRow, *, previous: str, at: datetime
 ) -> dict[str, Any]:
     """The JSON a client's callbackUrl receives when its message changes status."""
     return {

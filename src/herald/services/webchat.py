@@ -38,13 +38,13 @@ from herald.services.bots import (
     record_replies,
 )
 from herald.services.conversations import add_message, conversation_for, inbound_seen
-from herald.services.tracking import Changes, apply_status, detach
+from herald.services.tracking import Changes, apply_status
 from herald.services.vault import Vault
 from herald.store.bots import Bot, Conversation, ConversationMessage
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
 from herald.store.projects import Project
-from herald.store.queue import load_siblings
+from herald.store.rows import load_siblings, rows_of
 
 log = logging.getLogger("herald.webchat")
 
@@ -308,11 +308,9 @@ async def record_receipt(
     found = (await session.execute(query)).first()
     if found is None:
         return True
-    delivery, message = found
     await session.flush()
-    siblings = await load_siblings(session, [message])
-    detach(session)
-    changes = Changes(siblings=siblings)
+    [(delivery, message)] = rows_of([(found[0], found[1])])
+    changes = Changes(siblings=await load_siblings(session, [(delivery, message)]))
     apply_status(
         changes,
         message,

@@ -6,17 +6,24 @@ waiting for each other; SQLite has one writer at a time, so the same query is si
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.statuses import Status
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
 from herald.store.projects import Project
+from herald.store.rows import (
+    DELIVERIES,
+    DeliveryRow,
+    MessageRow,
+    load_deliveries,
+    load_siblings,
+    update_by_id,
+)
 from herald.store.senders import Sender
 
 SENDABLE = (Status.QUEUED, Status.SCHEDULED)
@@ -24,12 +31,12 @@ SENDABLE = (Status.QUEUED, Status.SCHEDULED)
 
 @dataclass(slots=True)
 class Claimed:
-    delivery: Delivery
-    message: Message
+    delivery: DeliveryRow
+    message: MessageRow
     # When a rate-limited sender's turn comes for this delivery (None: right away).
     slot: datetime | None = None
     # All deliveries of a cascading message (empty for a single-channel one).
-    siblings: list[Delivery] = field(default_factory=list)
+    siblings: list[DeliveryRow] = field(default_factory=list)
 
 
 async def claim_due(
@@ -62,14 +69,8 @@ async def claim_due(
     ids = list(await session.scalars(ids_query))
     if not ids:
         return []
-    rows = (
-        await session.execute(
-            select(Delivery, Message)
-            .join(Message, Message.id == Delivery.message_id)
-            .where(Delivery.id.in_(ids))
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-        )
-    ).all()
+    loaded = await load_deliveries(session, ids)
+    rows = sorted(loaded.values(), key=lambda pair: (pair[0].next_attempt_at or now, pair[0].id))
 
     sendable = [d for d, _ in rows if d.status in SENDABLE]
     senders: dict[str, Sender] = {}
@@ -112,40 +113,15 @@ async def claim_due(
         delivery.next_attempt_at = lease_until
         delivery.lease_owner = owner
         claimed.append(Claimed(delivery, message, slot))
-    siblings = await load_siblings(session, (m for _, m in rows))
+    siblings = await load_siblings(session, rows)
     for c in claimed:
         c.siblings = siblings.get(c.message.id, [])
-    # Deliveries and messages leave the session: the caller writes their changes in bulk.
-    # Senders and projects stay attached: their pacing state flushes with the transaction.
-    leaving = [obj for pair in rows for obj in pair]
-    leaving += [d for family in siblings.values() for d in family]
-    for obj in leaving:
-        if obj in session:  # a message with two channels claimed appears twice
-            session.expunge(obj)
+    # Senders and projects are ORM objects: their pacing state flushes with the transaction.
     await session.execute(
-        update(Delivery).execution_options(synchronize_session=False),
+        update_by_id(DELIVERIES),
         [
-            {"id": d.id, "next_attempt_at": d.next_attempt_at, "lease_owner": d.lease_owner}
+            {"_id": d.id, "next_attempt_at": d.next_attempt_at, "lease_owner": d.lease_owner}
             for d, _ in rows
         ],
     )
     return claimed
-
-
-async def load_siblings(
-    session: AsyncSession, messages: Iterable[Message]
-) -> dict[str, list[Delivery]]:
-    """Every delivery of each cascading message (more than one channel), by message id.
-
-    Call before detaching: the session's identity map then returns the very objects already
-    loaded, so a change to one is seen by the cascade logic through the other.
-    """
-    cascading = {m.id for m in messages if len(m.channels or {}) > 1}
-    if not cascading:
-        return {}
-    siblings: dict[str, list[Delivery]] = {}
-    for delivery in await session.scalars(
-        select(Delivery).where(Delivery.message_id.in_(cascading)).order_by(Delivery.step)
-    ):
-        siblings.setdefault(delivery.message_id, []).append(delivery)
-    return siblings

@@ -1,0 +1,221 @@
+"""Plain rows of messages, deliveries and attempts, for the paths that track status.
+
+The dispatcher and the delivery reports read and change hundreds of these rows a second.
+Loading them as ORM objects (identity map, instrumented attributes, per-instance state) cost
+more CPU than everything else those paths do; these slotted dataclasses, filled straight from
+Core selects, cost a fraction. Their changes are written by ``services.tracking.Changes``.
+
+Each class has exactly its table's columns, under the same names as the ORM model, so code
+that reads a row reads it the same way whichever it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from functools import cache
+from typing import Any, ClassVar, TypeVar, cast
+
+from sqlalchemy import ColumnElement, Table, Update, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.store.base import Base
+from herald.store.db import is_postgres
+from herald.store.messages import Attempt, Delivery, Message
+
+MESSAGES = cast(Table, Message.__table__)
+DELIVERIES = cast(Table, Delivery.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
+
+
+@dataclass(slots=True, eq=False)
+class MessageRow:
+    table: ClassVar[Table] = MESSAGES
+
+    id: str
+    project_id: str
+    bulk_id: str
+    group_id: str
+    task_id: str | None
+    phone: str | None
+    destination: dict[str, Any]
+    channels: dict[str, Any]
+    channel: str
+    status: str
+    status_at: datetime
+    error_code: str | None
+    error_message: str | None
+    callback_url: str | None
+    callback_data: str | None
+    send_at: datetime | None
+    timezone: str | None
+    timezone_source: str | None
+    allowed_time_ranges: list[list[str]] | None
+    template_id: str | None
+    template_version: int | None
+    template_variables: dict[str, Any] | None
+    created_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(slots=True, eq=False)
+class DeliveryRow:
+    table: ClassVar[Table] = DELIVERIES
+
+    id: str
+    message_id: str
+    project_id: str
+    channel: str
+    sender_id: str
+    to_address: str
+    from_address: str
+    body: str
+    content: dict[str, Any] | None
+    step: int
+    required: bool
+    validity_minutes: int | None
+    status: str
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
+    lease_owner: str | None
+    attempt_count: int
+    provider_message_id: str | None
+    provider_status: str | None
+    error_code: str | None
+    error_message: str | None
+    error_more_info: str | None
+    num_segments: int | None
+    price: str | None
+    price_unit: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(slots=True, eq=False)
+class AttemptRow:
+    table: ClassVar[Table] = ATTEMPTS
+
+    id: str
+    delivery_id: str
+    number: int
+    state: str
+    started_at: datetime
+    finished_at: datetime | None
+    provider_message_id: str | None
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    error_more_info: str | None
+
+
+AnyRow = MessageRow | DeliveryRow | AttemptRow
+R = TypeVar("R", MessageRow, DeliveryRow, AttemptRow)
+
+
+def column_names(cls: type[AnyRow]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+async def load(
+    session: AsyncSession,
+    cls: type[R],
+    *where: ColumnElement[bool],
+    order_by: Sequence[str] = ("id",),
+) -> list[R]:
+    """The rows of ``cls``'s table matching ``where``."""
+    table = cls.table
+    query = (
+        select(*(table.c[name] for name in column_names(cls)))
+        .where(*where)
+        .order_by(*(table.c[name] for name in order_by))
+    )
+    return [cls(*row) for row in await session.execute(query)]
+
+
+async def load_by_id(session: AsyncSession, cls: type[R], ids: Iterable[str]) -> dict[str, R]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {row.id: row for row in await load(session, cls, cls.table.c.id.in_(wanted))}
+
+
+@cache
+def update_by_id(table: Table) -> Update:
+    """An UPDATE of one row by ``_id``, for executemany: SET takes the other keys given."""
+    return update(table).where(table.c.id == bindparam("_id"))
+
+
+def row_of(cls: type[R], obj: Base) -> R:
+    """A plain row holding an ORM object's current values."""
+    return cls(*(getattr(obj, name) for name in column_names(cls)))
+
+
+def rows_of(pairs: Iterable[tuple[Delivery, Message]]) -> list[tuple[DeliveryRow, MessageRow]]:
+    """Plain rows for deliveries and messages found with the ORM, one row per object.
+
+    A message shared by two deliveries stays one row, as the cascade logic needs.
+    """
+    deliveries: dict[str, DeliveryRow] = {}
+    messages: dict[str, MessageRow] = {}
+    out = []
+    for d, m in pairs:
+        if d.id not in deliveries:
+            deliveries[d.id] = row_of(DeliveryRow, d)
+        if m.id not in messages:
+            messages[m.id] = row_of(MessageRow, m)
+        out.append((deliveries[d.id], messages[m.id]))
+    return out
+
+
+async def lock_deliveries(session: AsyncSession, delivery_ids: Iterable[str]) -> None:
+    """On PostgreSQL, lock these deliveries and their messages before reading them to change.
+
+    Every writer locks in the same order (message id, then delivery id), so two writers of
+    one message wait for each other instead of deadlocking. SQLite has one writer at a time.
+    """
+    if not is_postgres(session):
+        return
+    await session.execute(
+        select(DELIVERIES.c.id)
+        .join(MESSAGES, MESSAGES.c.id == DELIVERIES.c.message_id)
+        .where(DELIVERIES.c.id.in_(set(delivery_ids)))
+        .order_by(MESSAGES.c.id, DELIVERIES.c.id)
+        .with_for_update(of=(DELIVERIES, MESSAGES))
+    )
+
+
+async def load_deliveries(
+    session: AsyncSession, delivery_ids: Iterable[str]
+) -> dict[str, tuple[DeliveryRow, MessageRow]]:
+    """Deliveries with their messages, by delivery id; a message shared by two is one object."""
+    deliveries = await load_by_id(session, DeliveryRow, delivery_ids)
+    messages = await load_by_id(session, MessageRow, {d.message_id for d in deliveries.values()})
+    return {d.id: (d, messages[d.message_id]) for d in deliveries.values()}
+
+
+async def load_siblings(
+    session: AsyncSession, in_hand: Iterable[tuple[DeliveryRow, MessageRow]]
+) -> dict[str, list[DeliveryRow]]:
+    """Every delivery of each cascading message (more than one channel), by message id.
+
+    Rows already in hand are reused, not loaded again: a change made through one is then
+    seen by the cascade logic through the other.
+    """
+    known: dict[str, DeliveryRow] = {}
+    cascading: set[str] = set()
+    for delivery, message in in_hand:
+        known[delivery.id] = delivery
+        if len(message.channels or {}) > 1:
+            cascading.add(message.id)
+    if not cascading:
+        return {}
+    siblings: dict[str, list[DeliveryRow]] = {}
+    for delivery in await load(
+        session, DeliveryRow, DELIVERIES.c.message_id.in_(cascading), order_by=("step", "id")
+    ):
+        siblings.setdefault(delivery.message_id, []).append(known.get(delivery.id, delivery))
+    return siblings
