@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -63,6 +64,19 @@ class Herald:
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.engine.dispose()
+
+
+def settle_after_start() -> None:
+    """Tune the garbage collector for a long-running process whose start-up is done.
+
+    Start-up leaves hundreds of thousands of long-lived objects (the app, models, the ORM's
+    mappings); every full collection walked them all again. Freezing moves them out of the
+    collector's sight, and a larger young generation collects less often: the dispatcher
+    and delivery reports allocate many short-lived rows. Together they cut the CPU per
+    message by about a tenth (bench/sms_throughput.py).
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def provider_client(settings: Settings) -> ProviderClient:

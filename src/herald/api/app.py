@@ -22,7 +22,7 @@ from herald.api.routes import (
     webhooks,
 )
 from herald.api.routes import tasks as task_routes
-from herald.bootstrap import Herald, build
+from herald.bootstrap import Herald, build, settle_after_start
 from herald.dispatch.callbacks import CallbackSender
 from herald.dispatch.dispatcher import Dispatcher
 from herald.services.task_import import TaskImports
@@ -59,6 +59,8 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
         # Imports a stopped process left half done continue here; rows never repeat.
         imports = app.state.task_imports = TaskImports(graph)
         await imports.resume_pending()
+        if herald is None:  # a process of its own (herald serve), not a test's app
+            settle_after_start()
         try:
             yield
         finally:

@@ -89,7 +89,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a dispatcher process: claims due messages from the database and sends them."""
-    from herald.bootstrap import build
+    from herald.bootstrap import build, settle_after_start
     from herald.dispatch.callbacks import CallbackSender
     from herald.dispatch.dispatcher import Dispatcher
 
@@ -105,6 +105,7 @@ def worker() -> None:
         dispatcher = Dispatcher(herald)
         callbacks = CallbackSender(herald)
         err.print(f"Herald worker {dispatcher.worker_id} on {settings.database_url}")
+        settle_after_start()
         try:
             await asyncio.gather(dispatcher.run(stop), callbacks.run(stop))
         finally:

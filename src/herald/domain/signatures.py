@@ -15,7 +15,7 @@ def twilio_signature(url: str, params: Mapping[str, Iterable[str]], auth_token: 
     for name in sorted(params):
         for value in sorted(set(params[name])):
             parts.append(name + value)
-    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    digest = hmac.digest(auth_token.encode(), "".join(parts).encode(), "sha1")
     return base64.b64encode(digest).decode()
 
 
@@ -39,9 +39,11 @@ def verify_twilio_signature(
 ) -> bool:
     """Constant-time check of a received ``X-Twilio-Signature``."""
     materialised = {k: list(v) for k, v in params.items()}
+    if hmac.compare_digest(twilio_signature(url, materialised, auth_token), signature):
+        return True
     return any(
         hmac.compare_digest(twilio_signature(candidate, materialised, auth_token), signature)
-        for candidate in _port_variants(url)
+        for candidate in _port_variants(url)[1:]
     )
 
 

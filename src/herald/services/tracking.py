@@ -31,44 +31,11 @@ from herald.store.rows import (
     AttemptRow,
     DeliveryRow,
     MessageRow,
+    changed,
     column_names,
+    mark_written,
     update_by_id,
-)
-
-DELIVERY_COLUMNS = (
-    "status",
-    "next_attempt_at",
-    "lease_owner",
-    "attempt_count",
-    "provider_message_id",
-    "provider_status",
-    "error_code",
-    "error_message",
-    "error_more_info",
-    "num_segments",
-    "price",
-    "price_unit",
-    "updated_at",
-    "sent_at",
-    "delivered_at",
-    "expires_at",
-)
-MESSAGE_COLUMNS = (
-    "status",
-    "status_at",
-    "error_code",
-    "error_message",
-    "sent_at",
-    "delivered_at",
-)
-ATTEMPT_COLUMNS = (
-    "state",
-    "finished_at",
-    "provider_message_id",
-    "http_status",
-    "error_code",
-    "error_message",
-    "error_more_info",
+    values_of,
 )
 
 EVENTS = cast(Table, StatusEvent.__table__)
@@ -82,8 +49,8 @@ class ErrorInfo:
     more_info: str | None = None
 
 
-def _row(obj: Any, columns: tuple[str, ...]) -> dict[str, Any]:
-    return {c: getattr(obj, c) for c in columns}
+def _values(row: AttemptRow) -> dict[str, Any]:
+    return dict(zip(column_names(AttemptRow), values_of(row), strict=True))
 
 
 @dataclass
@@ -129,31 +96,29 @@ class Changes:
         return attempt
 
     async def write(self, session: AsyncSession) -> None:
-        """Write everything: parents before children, each table in one statement.
+        """Write everything: parents before children, only the columns that changed.
 
-        Core statements, not the ORM's bulk operations: per row those cost several times
-        more CPU, and the dispatcher and status callbacks write every row they touch.
+        Core executemany, not the ORM's bulk operations: per row those cost several times
+        more CPU, and the dispatcher and status callbacks write every row they touch. Rows
+        changed in the same columns share one statement.
         """
         if self.new_attempts:
-            await session.execute(
-                insert(ATTEMPTS),
-                [_row(a, column_names(AttemptRow)) for a in self.new_attempts],
-            )
-        created = {a.id for a in self.new_attempts}
-        for table, objects, columns in (
-            (DELIVERIES, self.deliveries, DELIVERY_COLUMNS),
-            (MESSAGES, self.messages, MESSAGE_COLUMNS),
-            (
-                ATTEMPTS,
-                {k: v for k, v in self.attempts.items() if k not in created},
-                ATTEMPT_COLUMNS,
-            ),
+            await session.execute(insert(ATTEMPTS), [_values(a) for a in self.new_attempts])
+            for attempt in self.new_attempts:
+                mark_written(attempt)
+        for table, rows in (
+            (DELIVERIES, self.deliveries.values()),
+            (MESSAGES, self.messages.values()),
+            (ATTEMPTS, self.attempts.values()),
         ):
-            if objects:
-                await session.execute(
-                    update_by_id(table),
-                    [{"_id": obj.id, **_row(obj, columns)} for obj in objects.values()],
-                )
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                diff = changed(row)
+                if diff:
+                    by_columns.setdefault(tuple(diff), []).append({"_id": row.id, **diff})
+                    mark_written(row)
+            for params in by_columns.values():
+                await session.execute(update_by_id(table), params)
         if self.events:
             await session.execute(insert(EVENTS), self.events)
         if self.callbacks:

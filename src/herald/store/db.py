@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import event
@@ -32,10 +33,16 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
             pool_timeout=60,
             # Statements run on the loop's thread: see sqlite_driver for the measurements.
             module=InlineSQLite(),
+            json_deserializer=_json_loads,
         )
         _tune_sqlite(engine)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _json_loads(text: str) -> Any:
+    # A JSON column holding None stores the text "null"; most optional ones do.
+    return None if text == "null" else json.loads(text)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

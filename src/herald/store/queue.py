@@ -22,6 +22,7 @@ from herald.store.rows import (
     MessageRow,
     load_deliveries,
     load_siblings,
+    mark_written,
     update_by_id,
 )
 from herald.store.senders import Sender
@@ -124,4 +125,6 @@ async def claim_due(
             for d, _ in rows
         ],
     )
+    for d, _ in rows:
+        mark_written(d)
     return claimed

@@ -6,15 +6,18 @@ more CPU than everything else those paths do; these slotted dataclasses, filled 
 Core selects, cost a fraction. Their changes are written by ``services.tracking.Changes``.
 
 Each class has exactly its table's columns, under the same names as the ORM model, so code
-that reads a row reads it the same way whichever it is given.
+that reads a row reads it the same way whichever it is given. A row also keeps the values it
+was read with, so only what changed is written back: fewer values to convert and bind, and
+an index whose columns did not change is not touched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cache
+from operator import attrgetter
 from typing import Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Table, Update, bindparam, select, update
@@ -58,6 +61,8 @@ class MessageRow:
     created_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
+    # The column values as read; empty for a row not yet in the database.
+    read_as: tuple[Any, ...] = field(default=(), init=False, repr=False)
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +98,8 @@ class DeliveryRow:
     updated_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
+    # The column values as read; empty for a row not yet in the database.
+    read_as: tuple[Any, ...] = field(default=(), init=False, repr=False)
 
 
 @dataclass(slots=True, eq=False)
@@ -110,14 +117,44 @@ class AttemptRow:
     error_code: str | None
     error_message: str | None
     error_more_info: str | None
+    # The column values as read; empty for a row not yet in the database.
+    read_as: tuple[Any, ...] = field(default=(), init=False, repr=False)
 
 
 AnyRow = MessageRow | DeliveryRow | AttemptRow
 R = TypeVar("R", MessageRow, DeliveryRow, AttemptRow)
 
 
+_COLUMNS: dict[type[AnyRow], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls) if f.name != "read_as")
+    for cls in (MessageRow, DeliveryRow, AttemptRow)
+}
+# Reads every column of a row into a tuple in one C call: rows are compared on every write.
+_GETTERS = {cls: attrgetter(*names) for cls, names in _COLUMNS.items()}
+
+
 def column_names(cls: type[AnyRow]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    return _COLUMNS[cls]
+
+
+def values_of(row: AnyRow) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = _GETTERS[type(row)](row)
+    return values
+
+
+def changed(row: AnyRow) -> dict[str, Any]:
+    """The columns whose values differ from those the row was read (or last written) with."""
+    return {
+        name: value
+        for name, value, before in zip(
+            column_names(type(row)), values_of(row), row.read_as, strict=True
+        )
+        if value != before
+    }
+
+
+def mark_written(row: AnyRow) -> None:
+    row.read_as = values_of(row)
 
 
 async def load(
@@ -133,7 +170,12 @@ async def load(
         .where(*where)
         .order_by(*(table.c[name] for name in order_by))
     )
-    return [cls(*row) for row in await session.execute(query)]
+    rows = []
+    for values in await session.execute(query):
+        row = cls(*values)
+        row.read_as = tuple(values)
+        rows.append(row)
+    return rows
 
 
 async def load_by_id(session: AsyncSession, cls: type[R], ids: Iterable[str]) -> dict[str, R]:
@@ -151,7 +193,9 @@ def update_by_id(table: Table) -> Update:
 
 def row_of(cls: type[R], obj: Base) -> R:
     """A plain row holding an ORM object's current values."""
-    return cls(*(getattr(obj, name) for name in column_names(cls)))
+    row = cls(*(getattr(obj, name) for name in column_names(cls)))
+    mark_written(row)
+    return row
 
 
 def rows_of(pairs: Iterable[tuple[Delivery, Message]]) -> list[tuple[DeliveryRow, MessageRow]]:
