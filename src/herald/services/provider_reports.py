@@ -20,6 +20,7 @@ from herald.store.rows import (
     AttemptRow,
     DeliveryRow,
     MessageRow,
+    by_ids,
     load_by_id,
     load_deliveries,
     load_siblings,
@@ -58,6 +59,10 @@ class TwilioReport:
     received_at: datetime
 
 
+# Built once (see store.rows.by_ids).
+_DELIVERY_OF = select(ATTEMPTS.c.id, ATTEMPTS.c.delivery_id).where(by_ids(ATTEMPTS.c.id))
+_SECRETS = select(Sender.id, Sender.credentials_encrypted).where(by_ids(Sender.id))
+
 PRICED = frozenset({Status.DELIVERED, Status.READ, Status.UNDELIVERED, Status.FAILED})
 
 
@@ -88,7 +93,7 @@ async def apply_twilio_reports(
     delivery_of: dict[str, str] = {
         attempt_id: delivery_id
         for attempt_id, delivery_id in await session.execute(
-            select(ATTEMPTS.c.id, ATTEMPTS.c.delivery_id).where(ATTEMPTS.c.id.in_(attempt_ids))
+            _DELIVERY_OF, {"ids": list(attempt_ids)}
         )
     }
     await lock_deliveries(session, delivery_of.values())
@@ -98,9 +103,7 @@ async def apply_twilio_reports(
     sealed: dict[str, str] = {
         sender_id: secret
         for sender_id, secret in await session.execute(
-            select(Sender.id, Sender.credentials_encrypted).where(
-                Sender.id.in_({d.sender_id for d, _ in rows.values()})
-            )
+            _SECRETS, {"ids": list({d.sender_id for d, _ in rows.values()})}
         )
     }
     tokens: dict[str, str] = {}
@@ -109,7 +112,11 @@ async def apply_twilio_reports(
     for report in reports:
         try:
             delivery_id = delivery_of.get(report.attempt_id)
-            if delivery_id is None or delivery_id not in rows:
+            if (
+                delivery_id is None
+                or delivery_id not in rows
+                or rows[delivery_id][0].sender_id not in sealed
+            ):
                 raise NotFound(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )

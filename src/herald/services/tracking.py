@@ -38,8 +38,9 @@ from herald.store.rows import (
     values_of,
 )
 
-EVENTS = cast(Table, StatusEvent.__table__)
-CALLBACKS = cast(Table, ClientCallback.__table__)
+_INSERT_ATTEMPTS = insert(ATTEMPTS)
+_INSERT_EVENTS = insert(cast(Table, StatusEvent.__table__))
+_INSERT_CALLBACKS = insert(cast(Table, ClientCallback.__table__))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +99,14 @@ class Changes:
     async def write(self, session: AsyncSession) -> None:
         """Write everything: parents before children, only the columns that changed.
 
-        Core executemany, not the ORM's bulk operations: per row those cost several times
-        more CPU, and the dispatcher and status callbacks write every row they touch. Rows
-        changed in the same columns share one statement.
+        Core executemany on the session's connection, not the ORM's bulk operations (nor
+        the session's own execute, which still looks for ORM work): per row those cost
+        several times more CPU, and the dispatcher and status callbacks write every row they
+        touch. Rows changed in the same columns share one statement.
         """
+        connection = await session.connection()
         if self.new_attempts:
-            await session.execute(insert(ATTEMPTS), [_values(a) for a in self.new_attempts])
+            await connection.execute(_INSERT_ATTEMPTS, [_values(a) for a in self.new_attempts])
             for attempt in self.new_attempts:
                 mark_written(attempt)
         for table, rows in (
@@ -118,11 +121,11 @@ class Changes:
                     by_columns.setdefault(tuple(diff), []).append({"_id": row.id, **diff})
                     mark_written(row)
             for params in by_columns.values():
-                await session.execute(update_by_id(table), params)
+                await connection.execute(update_by_id(table), params)
         if self.events:
-            await session.execute(insert(EVENTS), self.events)
+            await connection.execute(_INSERT_EVENTS, self.events)
         if self.callbacks:
-            await session.execute(insert(CALLBACKS), self.callbacks)
+            await connection.execute(_INSERT_CALLBACKS, self.callbacks)
 
 
 def apply_status(

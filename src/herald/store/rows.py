@@ -20,8 +20,9 @@ from functools import cache
 from operator import attrgetter
 from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from herald.store.base import Base
 from herald.store.db import is_postgres
@@ -164,25 +165,43 @@ async def load(
     order_by: Sequence[str] = ("id",),
 ) -> list[R]:
     """The rows of ``cls``'s table matching ``where``."""
-    table = cls.table
-    query = (
-        select(*(table.c[name] for name in column_names(cls)))
-        .where(*where)
-        .order_by(*(table.c[name] for name in order_by))
-    )
+    query = _select(cls).where(*where).order_by(*(cls.table.c[name] for name in order_by))
+    return _rows(cls, await session.execute(query))
+
+
+def _select(cls: type[AnyRow]) -> Select[Any]:
+    return select(*(cls.table.c[name] for name in column_names(cls)))
+
+
+def _rows(cls: type[R], result: Iterable[Any]) -> list[R]:
     rows = []
-    for values in await session.execute(query):
+    for values in result:
         row = cls(*values)
         row.read_as = tuple(values)
         rows.append(row)
     return rows
 
 
+def by_ids(column: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+    """``column IN :ids``, for statements built once: give ``ids`` a list when executing.
+
+    Building a select with ``in_(values)`` anew for every batch, and its cache key, cost
+    more CPU than running it: ~115 µs a statement, measured on a 30-id batch.
+    """
+    return column.in_(bindparam("ids", expanding=True))
+
+
+_BY_IDS = {
+    cls: _select(cls).where(by_ids(cls.table.c.id)) for cls in (MessageRow, DeliveryRow, AttemptRow)
+}
+
+
 async def load_by_id(session: AsyncSession, cls: type[R], ids: Iterable[str]) -> dict[str, R]:
-    wanted = set(ids)
+    wanted = list(set(ids))
     if not wanted:
         return {}
-    return {row.id: row for row in await load(session, cls, cls.table.c.id.in_(wanted))}
+    result = await session.execute(_BY_IDS[cls], {"ids": wanted})
+    return {row.id: row for row in _rows(cls, result)}
 
 
 @cache
