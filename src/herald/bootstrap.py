@@ -72,8 +72,8 @@ def settle_after_start() -> None:
     Start-up leaves hundreds of thousands of long-lived objects (the app, models, the ORM's
     mappings); every full collection walked them all again. Freezing moves them out of the
     collector's sight, and a larger young generation collects less often: the dispatcher
-    and delivery reports allocate many short-lived rows. Together they cut the CPU per
-    message by about a tenth (bench/sms_throughput.py).
+    and delivery reports allocate many short-lived rows. Together they cut Herald's CPU per
+    message by about a sixth (bench/pipeline_cpu.py: 1,313 → 1,084 µs, same-hour A/B).
     """
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
