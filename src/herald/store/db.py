@@ -62,8 +62,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def on_begin(conn: Any) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY
         # (busy_timeout does not apply) when another process wrote in between; taking the
-        # write lock up front makes every writer wait its turn instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # write lock up front makes every writer wait its turn instead. Sent to the driver
+        # directly (it still waits out another process's lock): through SQLAlchemy's
+        # statement machinery it cost ~40 µs of CPU per transaction.
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
