@@ -10,9 +10,9 @@ from herald.store.rows import (
     AttemptRow,
     DeliveryRow,
     MessageRow,
-    changed,
     column_names,
     mark_written,
+    take_changes,
 )
 
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -42,19 +42,19 @@ def _attempt() -> AttemptRow:
     return row
 
 
-def test_only_changed_columns_are_reported() -> None:
+def test_only_changed_columns_are_taken() -> None:
     row = _attempt()
-    assert changed(row) == {}
+    assert take_changes(row) == {}
     row.state = "accepted"
     row.provider_message_id = "SM1"
     row.number = 1  # the same value again is no change
-    assert changed(row) == {"state": "accepted", "provider_message_id": "SM1"}
+    assert take_changes(row) == {"state": "accepted", "provider_message_id": "SM1"}
 
 
-def test_once_written_a_row_is_unchanged_again() -> None:
+def test_once_taken_changes_are_written() -> None:
     row = _attempt()
     row.finished_at = AT
-    mark_written(row)
-    assert changed(row) == {}
+    assert take_changes(row) == {"finished_at": AT}
+    assert take_changes(row) == {}
     row.finished_at = None
-    assert changed(row) == {"finished_at": None}
+    assert take_changes(row) == {"finished_at": None}

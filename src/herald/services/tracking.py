@@ -31,9 +31,9 @@ from herald.store.rows import (
     AttemptRow,
     DeliveryRow,
     MessageRow,
-    changed,
     column_names,
     mark_written,
+    take_changes,
     update_by_id,
     values_of,
 )
@@ -116,10 +116,9 @@ class Changes:
         ):
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for row in rows:
-                diff = changed(row)
+                diff = take_changes(row)
                 if diff:
                     by_columns.setdefault(tuple(diff), []).append({"_id": row.id, **diff})
-                    mark_written(row)
             for params in by_columns.values():
                 await connection.execute(update_by_id(table), params)
         if self.events:

@@ -143,14 +143,17 @@ def values_of(row: AnyRow) -> tuple[Any, ...]:
     return values
 
 
-def changed(row: AnyRow) -> dict[str, Any]:
-    """The columns whose values differ from those the row was read (or last written) with."""
+def take_changes(row: AnyRow) -> dict[str, Any]:
+    """The columns changed since the row was read or last taken; from now on, written."""
+    values = values_of(row)
+    before = row.read_as
+    if values == before:
+        return {}
+    row.read_as = values
     return {
         name: value
-        for name, value, before in zip(
-            column_names(type(row)), values_of(row), row.read_as, strict=True
-        )
-        if value != before
+        for name, value, old in zip(column_names(type(row)), values, before, strict=True)
+        if value != old
     }
 
 
