@@ -35,6 +35,7 @@ from herald.api.app import create_app
 from herald.bootstrap import Herald, build, settle_after_start
 from herald.channels.base import OutboundMessage, Receipt, SenderAccount
 from herald.config import Settings
+from herald.dispatch.dispatcher import Dispatcher
 from herald.domain.signatures import twilio_signature
 from herald.services.projects import create_project
 from herald.services.provider_reports import TwilioReport
@@ -90,8 +91,6 @@ async def accept(herald: Herald, api_key: str, n: int) -> None:
 
 
 async def dispatch(herald: Herald) -> int:
-    from herald.dispatch.dispatcher import Dispatcher
-
     dispatcher = Dispatcher(herald)
     handled = 0
     while done := await dispatcher.run_once():
@@ -100,6 +99,10 @@ async def dispatch(herald: Herald) -> int:
 
 
 async def callbacks(herald: Herald, sent: list[tuple[str, str]], status: str) -> None:
+    # End to end (sms_throughput.py), the group committer applied 28 callbacks a batch on
+    # average: about as many as this many in flight.
+    limit = asyncio.Semaphore(CALLBACKS_IN_FLIGHT)
+
     async def one(url: str, sid: str) -> None:
         params = {"MessageSid": [sid], "MessageStatus": [status], "AccountSid": [ACCOUNT_SID]}
         report = TwilioReport(
@@ -109,17 +112,10 @@ async def callbacks(herald: Herald, sent: list[tuple[str, str]], status: str) ->
             signature=twilio_signature(url, params, AUTH_TOKEN),
             received_at=herald.clock.now(),
         )
-        assert await herald.twilio_reports.submit(report) is True
-
-    # End to end (sms_throughput.py), the group committer applied 28 callbacks a batch on
-    # average: about as many as this many in flight.
-    limit = asyncio.Semaphore(CALLBACKS_IN_FLIGHT)
-
-    async def limited(url: str, sid: str) -> None:
         async with limit:
-            await one(url, sid)
+            assert await herald.twilio_reports.submit(report) is True
 
-    await asyncio.gather(*(limited(url, sid) for url, sid in sent))
+    await asyncio.gather(*(one(url, sid) for url, sid in sent))
 
 
 async def run(n: int, database_url: str | None, workdir: Path) -> dict[str, float]:

@@ -157,19 +157,21 @@ def main() -> None:
         f"Herald end to end (accepted → delivered): {int(result['delivered']):,} delivered in "
         f"{result['total_s']:.2f} s = {result['e2e_rate']:,.0f} messages/s"
     )
-    if cpu_before is not None and cpu_after is not None:
-        spent = cpu_after - cpu_before
-        print(
-            f"Herald CPU (all its processes): {spent:.1f} s = "
-            f"{1000 * spent / args.messages:.2f} ms per message"
-        )
-    if fake_before is not None and fake_after is not None and not args.sandbox:
+    print_cpu("Herald CPU (all its processes)", cpu_before, cpu_after, args.messages)
+    if not args.sandbox:
         # The fake shares the machine: its CPU per message bounds what Herald can reach.
-        spent = fake_after - fake_before
-        print(
-            f"fake Twilio CPU (creates and both status callbacks): {spent:.1f} s = "
-            f"{1000 * spent / args.messages:.2f} ms per message"
+        print_cpu(
+            "fake Twilio CPU (creates and both status callbacks)",
+            fake_before,
+            fake_after,
+            args.messages,
         )
+
+
+def print_cpu(label: str, before: float | None, after: float | None, messages: int) -> None:
+    if before is not None and after is not None:
+        spent = after - before
+        print(f"{label}: {spent:.1f} s = {1000 * spent / messages:.2f} ms per message")
 
 
 if __name__ == "__main__":

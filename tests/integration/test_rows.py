@@ -15,7 +15,7 @@ from herald.services.accepting import CreationPolicy, create_messages
 from herald.services.projects import create_project
 from herald.services.tracking import Changes, apply_status
 from herald.store.messages import Delivery, Message
-from herald.store.rows import load_deliveries, lock_deliveries, rows_of
+from herald.store.rows import load_deliveries, rows_of
 
 
 @pytest.fixture
@@ -48,8 +48,7 @@ async def _one_message(herald: Herald, phones: list[str]) -> list[str]:
 async def test_a_write_leaves_columns_it_did_not_change_alone(herald: Herald) -> None:
     [delivery_id] = await _one_message(herald, ["+33612345678"])
     async with herald.sessions() as session, session.begin():
-        await lock_deliveries(session, [delivery_id])
-        [(delivery, message)] = (await load_deliveries(session, [delivery_id])).values()
+        [(delivery, message)] = (await load_deliveries(session, [delivery_id], lock=True)).values()
         # Someone else prices the delivery after we read it.
         await session.execute(
             update(Delivery).where(Delivery.id == delivery_id).values(price="0.0079")

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from herald.api.errors import INTERNAL_ERROR, error_response
-from herald.api.routes.webhooks import EMPTY_TWIML
+from herald.api.routes.webhooks import EMPTY_TWIML, public_url
 from herald.bootstrap import Herald
 from herald.errors import HeraldError
 from herald.services.provider_reports import TwilioReport
@@ -74,12 +74,13 @@ async def handle(
     params: dict[str, list[str]] = {}
     for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         params.setdefault(key, []).append(value)
-    url = herald.settings.public_url.rstrip("/") + scope.get("root_path", "") + scope["path"]
-    if scope.get("query_string"):
-        url += "?" + scope["query_string"].decode("latin-1")
     report = TwilioReport(
         attempt_id=attempt_id,
-        url=url,
+        url=public_url(
+            herald.settings.public_url,
+            scope.get("root_path", "") + scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+        ),
         params=params,
         signature=signature,
         received_at=herald.clock.now(),

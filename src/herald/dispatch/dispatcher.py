@@ -50,7 +50,6 @@ from herald.store.rows import (
     load_by_id,
     load_deliveries,
     load_siblings,
-    lock_deliveries,
 )
 from herald.store.senders import Sender
 
@@ -485,8 +484,7 @@ class Dispatcher:
         now = self.herald.clock.now()
         async with self.herald.sessions() as session, session.begin():
             ids = [job.delivery_id for job in jobs]
-            await lock_deliveries(session, ids)
-            rows = await load_deliveries(session, ids)
+            rows = await load_deliveries(session, ids, lock=True)
             attempts = await load_by_id(session, AttemptRow, (job.attempt_id for job in jobs))
             known_sids = await self._known_sids(session, jobs)
             changes = Changes(siblings=await load_siblings(session, rows.values()))

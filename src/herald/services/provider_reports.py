@@ -24,7 +24,6 @@ from herald.store.rows import (
     load_by_id,
     load_deliveries,
     load_siblings,
-    lock_deliveries,
 )
 from herald.store.senders import Sender
 
@@ -96,17 +95,15 @@ async def apply_twilio_reports(
             _DELIVERY_OF, {"ids": list(attempt_ids)}
         )
     }
-    await lock_deliveries(session, delivery_of.values())
-    rows = await load_deliveries(session, delivery_of.values())
+    rows = await load_deliveries(session, delivery_of.values(), lock=True)
     # Read under the lock: the dispatcher may have just recorded these attempts' answers.
     attempts = await load_by_id(session, AttemptRow, delivery_of)
-    sealed: dict[str, str] = {
-        sender_id: secret
+    tokens: dict[str, str] = {
+        sender_id: vault.decrypt_json(secret).get("authToken", "")
         for sender_id, secret in await session.execute(
             _SECRETS, {"ids": list({d.sender_id for d, _ in rows.values()})}
         )
     }
-    tokens: dict[str, str] = {}
     changes = Changes(siblings=await load_siblings(session, rows.values()))
     results: list[bool | HeraldError] = []
     for report in reports:
@@ -115,15 +112,12 @@ async def apply_twilio_reports(
             if (
                 delivery_id is None
                 or delivery_id not in rows
-                or rows[delivery_id][0].sender_id not in sealed
+                or rows[delivery_id][0].sender_id not in tokens
             ):
                 raise NotFound(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )
             delivery, message = rows[delivery_id]
-            if delivery.sender_id not in tokens:
-                secret = sealed[delivery.sender_id]
-                tokens[delivery.sender_id] = vault.decrypt_json(secret).get("authToken", "")
             moved = _apply_one(
                 changes,
                 report,

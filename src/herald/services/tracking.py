@@ -5,7 +5,7 @@ history with its time and cause, and, when the client asked for it, queues a sig
 
 Changes are collected in a :class:`Changes` and written with a few bulk statements, because
 the dispatcher touches hundreds of rows per batch: row-by-row ORM flushes cost a statement
-(and, on SQLite, a thread hop) per row and column set, which capped throughput.
+per row and column set, which capped throughput.
 """
 
 from __future__ import annotations

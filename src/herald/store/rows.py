@@ -237,28 +237,30 @@ def rows_of(pairs: Iterable[tuple[Delivery, Message]]) -> list[tuple[DeliveryRow
     return out
 
 
-async def lock_deliveries(session: AsyncSession, delivery_ids: Iterable[str]) -> None:
-    """On PostgreSQL, lock these deliveries and their messages before reading them to change.
-
-    Every writer locks in the same order (message id, then delivery id), so two writers of
-    one message wait for each other instead of deadlocking. SQLite has one writer at a time.
-    """
-    if not is_postgres(session):
-        return
+async def _lock(session: AsyncSession, delivery_ids: list[str]) -> None:
+    # Every writer locks in the same order (message id, then delivery id), so two writers of
+    # one message wait for each other instead of deadlocking. SQLite has one writer at a
+    # time and needs none.
     await session.execute(
         select(DELIVERIES.c.id)
         .join(MESSAGES, MESSAGES.c.id == DELIVERIES.c.message_id)
-        .where(DELIVERIES.c.id.in_(set(delivery_ids)))
+        .where(DELIVERIES.c.id.in_(delivery_ids))
         .order_by(MESSAGES.c.id, DELIVERIES.c.id)
         .with_for_update(of=(DELIVERIES, MESSAGES))
     )
 
 
 async def load_deliveries(
-    session: AsyncSession, delivery_ids: Iterable[str]
+    session: AsyncSession, delivery_ids: Iterable[str], *, lock: bool = False
 ) -> dict[str, tuple[DeliveryRow, MessageRow]]:
-    """Deliveries with their messages, by delivery id; a message shared by two is one object."""
-    deliveries = await load_by_id(session, DeliveryRow, delivery_ids)
+    """Deliveries with their messages, by delivery id; a message shared by two is one object.
+
+    ``lock``: on PostgreSQL, lock them and their messages first, to change them.
+    """
+    wanted = list(set(delivery_ids))
+    if lock and wanted and is_postgres(session):
+        await _lock(session, wanted)
+    deliveries = await load_by_id(session, DeliveryRow, wanted)
     messages = await load_by_id(session, MessageRow, {d.message_id for d in deliveries.values()})
     return {d.id: (d, messages[d.message_id]) for d in deliveries.values()}
 

@@ -21,12 +21,14 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-def public_url_of(request: Request, public_base: str) -> str:
+def public_url(public_base: str, path: str, query: str) -> str:
     """The URL the provider called, as it saw it: behind a proxy, our public URL, not ours."""
-    url = public_base.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    return url
+    url = public_base.rstrip("/") + path
+    return f"{url}?{query}" if query else url
+
+
+def public_url_of(request: Request, public_base: str) -> str:
+    return public_url(public_base, request.url.path, request.url.query)
 
 
 @router.get("/meta/whatsapp/{sender_id}", summary="Meta webhook subscription check")
