@@ -8,7 +8,7 @@ from run to run, so a change can be judged in a minute:
 - dispatch: claim, hand to the adapter, record the answer (the dispatcher's run_once);
   the adapter answers at once as Twilio does (a sid, status queued);
 - callbacks: Twilio's "sent" then "delivered" status callback for every message, signed,
-  32 at a time, so the group committer batches them about as it does end to end.
+  128 at a time, so the group committer batches them about as it does end to end.
 
     .venv/bin/python bench/pipeline_cpu.py [--messages 5000] [--database-url URL]
 """
@@ -43,7 +43,7 @@ from herald.services.senders import NewSender, add_sender
 from herald.store.migrate import upgrade
 
 FROM = "+15005550006"
-CALLBACKS_IN_FLIGHT = 32
+CALLBACKS_IN_FLIGHT = 128
 
 
 class AnsweringTwilio:
@@ -99,7 +99,7 @@ async def dispatch(herald: Herald) -> int:
 
 
 async def callbacks(herald: Herald, sent: list[tuple[str, str]], status: str) -> None:
-    # End to end (sms_throughput.py), the group committer applied 28 callbacks a batch on
+    # End to end (sms_throughput.py), the group committer applied 107 callbacks a batch on
     # average: about as many as this many in flight.
     limit = asyncio.Semaphore(CALLBACKS_IN_FLIGHT)
 

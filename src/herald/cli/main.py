@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -112,7 +113,17 @@ def worker() -> None:
             await callbacks.aclose()
             await herald.aclose()
 
-    asyncio.run(main())
+    # The loop `herald serve` gets from uvicorn: a worker is all sockets and callbacks.
+    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+        runner.run(main())
+
+
+def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform: asyncio's own loop does the same job
+        return None
+    return uvloop.new_event_loop
 
 
 @projects_app.command("create")
