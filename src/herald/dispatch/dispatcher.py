@@ -203,6 +203,8 @@ class Dispatcher:
             sending = [c.delivery.id for c in claimed if c.delivery.status == Status.SENDING]
             in_flight = await self._open_attempts(session, sending)
             changes = Changes(siblings={c.message.id: c.siblings for c in claimed if c.siblings})
+            for c in claimed:
+                changes.touch(c.delivery)  # its lease, written with whatever else changes
             claimed = await self._refuse_opted_out(session, changes, claimed, now)
             for c in claimed:
                 job = await self._job_for(session, changes, c, in_flight.get(c.delivery.id), now)
