@@ -47,7 +47,7 @@ from herald.services.message_plans import ADDRESS_FIELD, SUPPORTED_CHANNELS
 from herald.services.messages import cancel_messages
 from herald.services.templates import load_template
 from herald.store.base import UTCDateTime, new_id
-from herald.store.db import is_postgres
+from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Delivery, Message
 from herald.store.tasks import Task, TaskRow
 
@@ -657,6 +657,7 @@ async def list_tasks(
     offset: int = 0,
 ) -> dict[str, Any]:
     """TWIN's ``{count, items}``, newest first."""
+    await read_snapshot(session)  # the count, the page and its message counts agree
     query = select(Task).where(Task.project_id == project_id)
     if name:
         query = query.where(Task.name.contains(name))
