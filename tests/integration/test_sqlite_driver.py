@@ -50,16 +50,19 @@ async def test_waiting_for_another_writer_leaves_the_loop_running(tmp_path: Path
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO items (name) VALUES ('theirs')")
-    # Only the loop can release the other writer: if waiting blocked the loop, this would
-    # never run and the insert below would fail after 30 s.
-    asyncio.get_running_loop().call_later(0.3, other.commit)
     ticks = 0
 
     async def tick() -> None:
+        # Only the loop releases the other writer, after ten turns of its own: if waiting
+        # blocked the loop, that would never happen and the insert below would fail after
+        # 30 s. (Releasing on a timer instead let a long pause before the insert, a garbage
+        # collection late in the suite, use up the timer so that the insert never waited.)
         nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks == 10:
+                other.commit()
 
     ticker = asyncio.create_task(tick())
     engine = create_engine(url)
