@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.config import Settings
@@ -39,6 +39,7 @@ from herald.services.short_links import (
 )
 from herald.services.templates import TemplateSnapshot, load_template
 from herald.store.base import new_id
+from herald.store.bulk import insert_many
 from herald.store.messages import Delivery, Message, StatusEvent
 from herald.store.projects import Project
 
@@ -291,9 +292,9 @@ async def create_messages(
                 row["body"] = replace_codes(row["body"], policy.short_link_base, renamed)
     # Core executemany on the tables, parents first: the ORM's bulk path (``insert(Model)``)
     # costs more per row than the row itself, and an import sends hundreds of thousands.
+    connection = await session.connection()
     for model in (Message, Delivery, StatusEvent):
-        if rows[model]:
-            await session.execute(insert(cast(Table, model.__table__)), rows[model])
+        await insert_many(connection, cast(Table, model.__table__), rows[model])
     if any(s.bot_id for plan in planned for s in plan.steps):
         await open_chat_sessions(session, rows[Delivery])
     return results

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.statuses import FAILURES, FINAL, SUCCESS, Status, can_move, message_status
 from herald.services.views import callback_payload
 from herald.store.base import new_id
+from herald.store.bulk import insert_many, update_many
 from herald.store.callbacks import ClientCallback
 from herald.store.messages import StatusEvent
 from herald.store.rows import (
@@ -34,13 +35,11 @@ from herald.store.rows import (
     column_names,
     mark_written,
     take_changes,
-    update_by_id,
     values_of,
 )
 
-_INSERT_ATTEMPTS = insert(ATTEMPTS)
-_INSERT_EVENTS = insert(cast(Table, StatusEvent.__table__))
-_INSERT_CALLBACKS = insert(cast(Table, ClientCallback.__table__))
+_EVENTS = cast(Table, StatusEvent.__table__)
+_CALLBACKS = cast(Table, ClientCallback.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,7 @@ class Changes:
         """
         connection = await session.connection()
         if self.new_attempts:
-            await connection.execute(_INSERT_ATTEMPTS, [_values(a) for a in self.new_attempts])
+            await insert_many(connection, ATTEMPTS, [_values(a) for a in self.new_attempts])
             for attempt in self.new_attempts:
                 mark_written(attempt)
         for table, rows in (
@@ -120,11 +119,9 @@ class Changes:
                 if diff:
                     by_columns.setdefault(tuple(diff), []).append({"_id": row.id, **diff})
             for params in by_columns.values():
-                await connection.execute(update_by_id(table), params)
-        if self.events:
-            await connection.execute(_INSERT_EVENTS, self.events)
-        if self.callbacks:
-            await connection.execute(_INSERT_CALLBACKS, self.callbacks)
+                await update_many(connection, table, params)
+        await insert_many(connection, _EVENTS, self.events)
+        await insert_many(connection, _CALLBACKS, self.callbacks)
 
 
 def apply_status(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.statuses import Status
+from herald.store.bulk import update_many
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
 from herald.store.projects import Project
@@ -23,7 +24,6 @@ from herald.store.rows import (
     load_deliveries,
     load_siblings,
     mark_written,
-    update_by_id,
 )
 from herald.store.senders import Sender
 
@@ -124,8 +124,9 @@ async def claim_due(
     taken = {c.delivery.id for c in claimed}
     deferred = [d for d, _ in rows if d.id not in taken]
     if deferred:
-        await session.execute(
-            update_by_id(DELIVERIES),
+        await update_many(
+            await session.connection(),
+            DELIVERIES,
             [{"_id": d.id, "next_attempt_at": d.next_attempt_at} for d in deferred],
         )
         for d in deferred:

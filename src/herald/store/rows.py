@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from functools import cache
 from operator import attrgetter
 from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -205,12 +204,6 @@ async def load_by_id(session: AsyncSession, cls: type[R], ids: Iterable[str]) ->
         return {}
     result = await session.execute(_BY_IDS[cls], {"ids": wanted})
     return {row.id: row for row in _rows(cls, result)}
-
-
-@cache
-def update_by_id(table: Table) -> Update:
-    """An UPDATE of one row by ``_id``, for executemany: SET takes the other keys given."""
-    return update(table).where(table.c.id == bindparam("_id"))
 
 
 def row_of(cls: type[R], obj: Base) -> R:
