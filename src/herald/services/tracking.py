@@ -98,10 +98,10 @@ class Changes:
     async def write(self, session: AsyncSession) -> None:
         """Write everything: parents before children, only the columns that changed.
 
-        Core executemany on the session's connection, not the ORM's bulk operations (nor
-        the session's own execute, which still looks for ORM work): per row those cost
-        several times more CPU, and the dispatcher and status callbacks write every row they
-        touch. Rows changed in the same columns share one statement.
+        Executemany on the session's connection through ``store.bulk``, not the ORM's bulk
+        operations: per row those cost several times more CPU, and the dispatcher and status
+        callbacks write every row they touch. Rows changed in the same columns share one
+        statement.
         """
         connection = await session.connection()
         if self.new_attempts:
