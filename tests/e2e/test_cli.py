@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from herald.config import Settings
-from tests.servers import running_herald
+from tests.e2e.helpers import send_sms, wait_status
+from tests.servers import free_port, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
 
@@ -70,3 +73,58 @@ async def test_send_shows_the_status_until_final(settings: Settings, tmp_path: P
         )
         assert nokey.returncode == 1
         assert "API key" in nokey.stderr
+
+
+async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
+    tmp_path: Path,
+) -> None:
+    """HERALD_RUN_DISPATCHER=false, with no flag, keeps `herald serve` from sending."""
+    env = {
+        "HERALD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'scaled.db'}",
+        "HERALD_RUN_DISPATCHER": "false",
+    }
+    created = run(["projects", "create", "scaled", "--json"], env, tmp_path)
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    log = tmp_path / "serve.log"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> None:
+        with log.open("ab") as out:
+            processes.append(
+                subprocess.Popen(
+                    [HERALD, *args],
+                    env={**os.environ, **env},
+                    cwd=tmp_path,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    headers = {"Authorization": f"Bearer {json.loads(created.stdout)['apiKey']}"}
+    try:
+        start("serve", "--port", str(port))
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10
+        ) as client:
+            async with asyncio.timeout(60):
+                while True:
+                    try:
+                        if (await client.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        assert processes[0].poll() is None, log.read_text()
+                    await asyncio.sleep(0.1)
+            assert "dispatcher off" in log.read_text()
+            message_id = await send_sms(client, "+15005550006", "for a worker")
+            # The sandbox answers at once: an in-process dispatcher would be done by now.
+            await asyncio.sleep(1.0)
+            waiting = (await client.get(f"/api/v1/messages/{message_id}")).json()
+            assert waiting["status"] == "queued"
+            start("worker")
+            done = await wait_status(client, message_id, timeout=30)
+            assert done["status"] == "delivered"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)

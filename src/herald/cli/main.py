@@ -65,11 +65,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="Run the dispatcher inside this process (turn off when running 'herald worker's).",
+            "--workers/--no-workers",
+            help="Run the dispatcher inside this process (turn off when running 'herald worker's). "
+            "Default: HERALD_RUN_DISPATCHER, which is true unless set.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Migrate the database, then serve the API (and, by default, send messages)."""
     import uvicorn
@@ -78,12 +81,18 @@ def serve(
 
     settings = Settings()
     _migrate(settings)
+    dispatching = settings.run_dispatcher if workers is None else workers
     err.print(
         f"Herald on http://{host}:{port} (API docs at /docs), database "
-        f"{settings.database_url}, public URL {settings.public_url}"
+        f"{settings.database_url}, public URL {settings.public_url}; dispatcher "
+        + ("inside this process" if dispatching else "off: run 'herald worker' to send")
     )
     uvicorn.run(
-        create_app(run_workers=workers), host=host, port=port, log_level="info", access_log=False
+        create_app(run_workers=dispatching),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
     )
 
 
