@@ -5,6 +5,7 @@ Herald runs without its dispatcher here, so messages stay where the API put them
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -206,6 +207,22 @@ async def test_idempotency_key_replays_the_first_answer(client: httpx.AsyncClien
     assert other.status_code == 409
     assert other.json()["code"] == "idempotency_key_reused"
     assert await count(client) == 1
+
+
+async def test_same_idempotency_key_at_once_stores_one_batch(client: httpx.AsyncClient) -> None:
+    # Requests are checked before the write transaction, so several can get that far
+    # together; the key's unique row lets one store and the others replay its answer.
+    body = {"messages": [one(phone=f"+1415555{i:04d}") for i in range(100)]}
+    answers = await asyncio.gather(
+        *(
+            client.post("/api/v1/messages", json=body, headers={"Idempotency-Key": "race"})
+            for _ in range(5)
+        )
+    )
+    assert {a.status_code for a in answers} == {201}
+    assert all(a.json() == answers[0].json() for a in answers)
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 4
+    assert await count(client) == 100
 
 
 async def test_projects_never_see_each_other(

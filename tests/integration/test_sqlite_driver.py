@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from herald.store.db import create_engine
+from herald.store.db import create_engine, read_snapshot, session_factory
 from herald.store.sqlite_driver import InlineSQLite
 
 
@@ -94,3 +94,26 @@ async def test_a_lock_held_past_the_timeout_is_an_error(tmp_path: Path) -> None:
         await engine.dispose()
         other.rollback()
         other.close()
+
+
+async def test_a_read_snapshot_does_not_wait_for_another_writer(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    url = f"sqlite+aiosqlite:///{path}"
+    await _make_table(url)
+    with sqlite3.connect(path) as plain:
+        plain.execute("INSERT INTO items (name) VALUES ('committed')")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO items (name) VALUES ('not yet')")
+    engine = create_engine(url)
+    try:
+        # The writer never lets go during the read: a reader that took the write lock would
+        # wait here until the timeout.
+        async with asyncio.timeout(10), session_factory(engine)() as session:
+            await read_snapshot(session)
+            names = (await session.execute(text("SELECT name FROM items"))).scalars().all()
+    finally:
+        await engine.dispose()
+        other.rollback()
+        other.close()
+    assert names == ["committed"]

@@ -159,6 +159,16 @@ async def _template(
         return None
 
 
+@dataclass(slots=True)
+class PlannedMessages:
+    """A checked request turned into rows, ready to be stored in one short transaction."""
+
+    rows: dict[type[Any], list[dict[str, Any]]]
+    results: list[dict[str, Any]]
+    link_batches: list[LinkBatch]
+    opens_chat_sessions: bool
+
+
 async def create_messages(
     session: AsyncSession,
     project_id: str,
@@ -168,16 +178,31 @@ async def create_messages(
     policy: CreationPolicy | None = None,
     held: bool = False,
 ) -> list[dict[str, Any]]:
-    """Validate the whole request, then store one message per destination.
+    """Validate the whole request, then store one message per destination, in the session's
+    transaction. Nothing is stored unless every message is valid."""
+    policy = policy or CreationPolicy()
+    planned = await plan_messages(session, project_id, request, now=now, policy=policy, held=held)
+    return await store_messages(session, project_id, planned, now=now, policy=policy)
+
+
+async def plan_messages(
+    session: AsyncSession,
+    project_id: str,
+    request: CreateMessagesIn,
+    *,
+    now: datetime,
+    policy: CreationPolicy,
+    held: bool = False,
+) -> PlannedMessages:
+    """Check the whole request and build its rows; only reads, so it needs no write lock.
 
     Each message is a cascade over its channels (in request order); the first channel a
     recipient has an address for (and every ``required`` one) is due at sendAt or now, moved
     to the recipient's next allowed time; the others wait as ``pending`` for the cascade.
     Texts are rendered from the template with the destination's variables and shortened
-    before segments are counted. Nothing is stored unless every message is valid.
-    ``held`` stores the deliveries without a due time (a send task not started yet).
+    before segments are counted. Raises InvalidRequest naming every problem found.
+    ``held`` makes the deliveries without a due time (a send task not started yet).
     """
-    policy = policy or CreationPolicy()
     problems = Problems()
     project_zone = (
         await session.scalar(select(Project.default_timezone).where(Project.id == project_id))
@@ -185,7 +210,7 @@ async def create_messages(
     )
     senders = SenderDirectory(session, project_id)
     bulk_id = request.bulk_id or new_id()
-    planned: list[_Planned] = []
+    plans: list[_Planned] = []
     for i, msg in enumerate(request.messages):
         path = f"messages[{i}]"
         _check_callback_url(msg.callback_url, path, problems)
@@ -216,13 +241,13 @@ async def create_messages(
             )
             is not None
         ]
-        planned.append(_Planned(msg, template, timing, steps, validities, recipients))
+        plans.append(_Planned(msg, template, timing, steps, validities, recipients))
     problems.raise_if_any()
 
     rows: dict[type[Any], list[dict[str, Any]]] = {Message: [], Delivery: [], StatusEvent: []}
     results: list[dict[str, Any]] = []
     link_batches: list[LinkBatch] = []
-    for plan in planned:
+    for plan in plans:
         group_id = plan.msg.group_id or new_id()
         channels = {
             s.channel: s.spec.model_dump(by_alias=True, exclude_none=True) for s in plan.steps
@@ -282,9 +307,24 @@ async def create_messages(
                     "error": None,
                 }
             )
-    if link_batches:
+    return PlannedMessages(
+        rows, results, link_batches, any(s.bot_id for plan in plans for s in plan.steps)
+    )
+
+
+async def store_messages(
+    session: AsyncSession,
+    project_id: str,
+    planned: PlannedMessages,
+    *,
+    now: datetime,
+    policy: CreationPolicy,
+) -> list[dict[str, Any]]:
+    """Store planned messages in the session's (write) transaction; returns TWIN's results."""
+    rows = planned.rows
+    if planned.link_batches:
         renamed = await save_short_links_many(
-            session, project_id, link_batches, now=now, retention=policy.link_retention
+            session, project_id, planned.link_batches, now=now, retention=policy.link_retention
         )
         if renamed:
             # A code was taken meanwhile: the text must carry the code actually stored.
@@ -295,9 +335,9 @@ async def create_messages(
     connection = await session.connection()
     for model in (Message, Delivery, StatusEvent):
         await insert_many(connection, cast(Table, model.__table__), rows[model])
-    if any(s.bot_id for plan in planned for s in plan.steps):
+    if planned.opens_chat_sessions:
         await open_chat_sessions(session, rows[Delivery])
-    return results
+    return planned.results
 
 
 def _store_recipient(

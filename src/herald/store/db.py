@@ -65,7 +65,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # write lock up front makes every writer wait its turn instead. Sent to the driver
         # directly (it still waits out another process's lock): through SQLAlchemy's
         # statement machinery it cost ~40 µs of CPU per transaction.
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        reader = conn.get_execution_options().get(_READS_ONLY, False)
+        conn.connection.dbapi_connection.execute("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -77,13 +78,21 @@ def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# Execution option: the transaction only reads, so on SQLite it need not take the write lock.
+_READS_ONLY = "herald_reads_only"
+
+
 async def read_snapshot(session: AsyncSession) -> None:
-    """Make the reads that follow see one consistent state of the database.
+    """Make the reads that follow see one consistent state, without waiting for writers.
 
     PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a view
     built from several queries (a message, then its deliveries) could mix states from before
     and after a concurrent commit: a message still "sent" beside its delivered channel.
-    SQLite reads one snapshot per transaction already. Call before the session's first query.
+    SQLite reads one snapshot per transaction already; a deferred BEGIN (instead of the
+    writers' BEGIN IMMEDIATE) lets it read while another process writes. Call before the
+    session's first query, in a session that only reads: a write in it could fail at once.
     """
     if is_postgres(session):
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        await session.connection(execution_options={_READS_ONLY: True})

@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn, id_list
 from herald.services import accepting
 from herald.services import messages as service
+from herald.store.db import read_snapshot
 from herald.store.idempotency import IdempotentRequest
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -54,42 +56,72 @@ async def create_messages(
 ) -> JSONResponse:
     """Accept messages; answers TWIN's bare array of results, one per created message."""
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
-    now = herald.clock.now()
+    accept = _Acceptance(herald, project, payload, idempotency_key, fingerprint)
     try:
-        async with herald.sessions() as session, session.begin():
-            if idempotency_key:
-                stored = await session.get(IdempotentRequest, (project, idempotency_key))
-                if stored is not None:
-                    return _replay(stored, fingerprint)
-            results = await accepting.create_messages(
-                session,
-                project,
-                payload,
-                now=now,
-                policy=accepting.CreationPolicy.from_settings(herald.settings),
+        response = await accept()
+    except IntegrityError:
+        # Another request with the same key won the race: answer what it answered. Or a
+        # sender was removed between planning and storing: plan again without it.
+        stored = await accept.stored()
+        response = _replay(stored, fingerprint) if stored else await accept()
+    herald.work_available.set()
+    return response
+
+
+class _Acceptance:
+    """One create request: checked and planned on a read-only snapshot, then stored.
+
+    Planning (phone numbers, templates, segments, the rows themselves) is most of the work;
+    outside the write transaction it does not keep other writers waiting, and on SQLite
+    every process shares one write lock.
+    """
+
+    def __init__(
+        self,
+        herald: Herald,
+        project: str,
+        payload: CreateMessagesIn,
+        key: str | None,
+        fingerprint: str,
+    ) -> None:
+        self.herald, self.project, self.payload = herald, project, payload
+        self.key, self.fingerprint = key, fingerprint
+        self.policy = accepting.CreationPolicy.from_settings(herald.settings)
+
+    async def stored(self) -> IdempotentRequest | None:
+        if not self.key:
+            return None
+        async with self.herald.sessions() as session:
+            await read_snapshot(session)
+            return await session.get(IdempotentRequest, (self.project, self.key))
+
+    async def __call__(self) -> JSONResponse:
+        if (stored := await self.stored()) is not None:
+            return _replay(stored, self.fingerprint)
+        now = self.herald.clock.now()
+        async with self.herald.sessions() as session:
+            await read_snapshot(session)
+            planned = await accepting.plan_messages(
+                session, self.project, self.payload, now=now, policy=self.policy
+            )
+        async with self.herald.sessions() as session, session.begin():
+            results = await accepting.store_messages(
+                session, self.project, planned, now=now, policy=self.policy
             )
             body = json.dumps(results)
-            if idempotency_key:
+            if self.key:
+                # Stored with the messages: a retry either finds both or neither.
                 session.add(
                     IdempotentRequest(
-                        project_id=project,
-                        key=idempotency_key,
-                        request_hash=fingerprint,
+                        project_id=self.project,
+                        key=self.key,
+                        request_hash=self.fingerprint,
                         status_code=201,
                         response_body=body,
                         created_at=now,
                     )
                 )
-                await session.flush()
-    except IntegrityError:
-        # Another request with the same key won the race; answer what it answered.
-        async with herald.sessions() as session:
-            stored = await session.get(IdempotentRequest, (project, idempotency_key))
-        if stored is None:
-            raise
-        return _replay(stored, fingerprint)
-    herald.work_available.set()
-    return JSONResponse(json.loads(body), status_code=201)
+        return JSONResponse(results, status_code=201)
 
 
 def _replay(stored: IdempotentRequest, fingerprint: str) -> JSONResponse:
