@@ -185,6 +185,11 @@ async def create_messages(
     return await store_messages(session, project_id, planned, now=now, policy=policy)
 
 
+def plans_without_writing(request: CreateMessagesIn) -> bool:
+    """Whether planning only reads: a chat channel may make its bot's web chat sender."""
+    return not any(key.lower() == "chat" for msg in request.messages for key in msg.channels)
+
+
 async def plan_messages(
     session: AsyncSession,
     project_id: str,
@@ -194,13 +199,13 @@ async def plan_messages(
     policy: CreationPolicy,
     held: bool = False,
 ) -> PlannedMessages:
-    """Check the whole request and build its rows; only reads, so it needs no write lock.
+    """Check the whole request and build its rows; only reads if ``plans_without_writing``.
 
     Each message is a cascade over its channels (in request order); the first channel a
     recipient has an address for (and every ``required`` one) is due at sendAt or now, moved
     to the recipient's next allowed time; the others wait as ``pending`` for the cascade.
     Texts are rendered from the template with the destination's variables and shortened
-    before segments are counted. Raises InvalidRequest naming every problem found.
+    before segments are counted. Raises ValidationFailed naming every problem found.
     ``held`` makes the deliveries without a due time (a send task not started yet).
     """
     problems = Problems()

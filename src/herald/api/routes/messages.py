@@ -73,7 +73,8 @@ class _Acceptance:
 
     Planning (phone numbers, templates, segments, the rows themselves) is most of the work;
     outside the write transaction it does not keep other writers waiting, and on SQLite
-    every process shares one write lock.
+    every process shares one write lock. A request with a chat channel is planned inside
+    the write transaction: planning may make its bot's web chat sender.
     """
 
     def __init__(
@@ -99,12 +100,18 @@ class _Acceptance:
         if (stored := await self.stored()) is not None:
             return _replay(stored, self.fingerprint)
         now = self.herald.clock.now()
-        async with self.herald.sessions() as session:
-            await read_snapshot(session)
-            planned = await accepting.plan_messages(
-                session, self.project, self.payload, now=now, policy=self.policy
-            )
+        planned = None
+        if accepting.plans_without_writing(self.payload):
+            async with self.herald.sessions() as session:
+                await read_snapshot(session)
+                planned = await accepting.plan_messages(
+                    session, self.project, self.payload, now=now, policy=self.policy
+                )
         async with self.herald.sessions() as session, session.begin():
+            if planned is None:
+                planned = await accepting.plan_messages(
+                    session, self.project, self.payload, now=now, policy=self.policy
+                )
             results = await accepting.store_messages(
                 session, self.project, planned, now=now, policy=self.policy
             )
