@@ -128,6 +128,7 @@ def main() -> None:
             workers = start_workers(workdir, env, args.workers)
             pids = [herald.pid, *(w.pid for w in workers)]
             cpu_before = cpu_seconds(pids)
+            serve_before = cpu_seconds([herald.pid])
             fake_before = cpu_seconds([fake_proc.pid])
             try:
                 result = asyncio.run(
@@ -139,6 +140,7 @@ def main() -> None:
                     )
                 )
                 cpu_after = cpu_seconds(pids)
+                serve_after = cpu_seconds([herald.pid])
                 fake_after = cpu_seconds([fake_proc.pid])
             finally:
                 for worker in workers:
@@ -158,6 +160,9 @@ def main() -> None:
         f"{result['total_s']:.2f} s = {result['e2e_rate']:,.0f} messages/s"
     )
     print_cpu("Herald CPU (all its processes)", cpu_before, cpu_after, args.messages)
+    if args.workers:
+        # Which side saturates first: serve (accepting, status callbacks) or the workers.
+        print_cpu("  of which herald serve", serve_before, serve_after, args.messages)
     if not args.sandbox:
         # The fake shares the machine: its CPU per message bounds what Herald can reach.
         print_cpu(
