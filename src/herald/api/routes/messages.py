@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
@@ -53,7 +53,7 @@ async def create_messages(
     herald: HeraldDep,
     project: ProjectId,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JSONResponse:
+) -> Response:
     """Accept messages; answers TWIN's bare array of results, one per created message."""
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
     accept = _Acceptance(herald, project, payload, idempotency_key, fingerprint)
@@ -96,7 +96,7 @@ class _Acceptance:
             await read_snapshot(session)
             return await session.get(IdempotentRequest, (self.project, self.key))
 
-    async def __call__(self) -> JSONResponse:
+    async def __call__(self) -> Response:
         if (stored := await self.stored()) is not None:
             return _replay(stored, self.fingerprint)
         now = self.herald.clock.now()
@@ -115,7 +115,7 @@ class _Acceptance:
             results = await accepting.store_messages(
                 session, self.project, planned, now=now, policy=self.policy
             )
-            body = json.dumps(results)
+            body = json.dumps(results, separators=(",", ":"))
             if self.key:
                 # Stored with the messages: a retry either finds both or neither.
                 session.add(
@@ -128,19 +128,21 @@ class _Acceptance:
                         created_at=now,
                     )
                 )
-        return JSONResponse(results, status_code=201)
+        return Response(body, status_code=201, media_type="application/json")
 
 
-def _replay(stored: IdempotentRequest, fingerprint: str) -> JSONResponse:
+def _replay(stored: IdempotentRequest, fingerprint: str) -> Response:
     if stored.request_hash != fingerprint:
         raise Conflict(
             "This Idempotency-Key was already used with a different request body; "
             "use a new key for a new request.",
             code="idempotency_key_reused",
         )
-    return JSONResponse(
-        json.loads(stored.response_body),
+    # The first answer's very bytes.
+    return Response(
+        stored.response_body,
         status_code=stored.status_code,
+        media_type="application/json",
         headers={"Idempotent-Replayed": "true"},
     )
 
