@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,6 +12,19 @@ import httpx
 from tests.fakes.twilio import FakeTwilio
 
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
+
+
+async def wait_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until a `herald serve` process answers /healthz; fail if it exits first."""
+    async with asyncio.timeout(60):
+        while True:
+            assert process.poll() is None, f"herald serve exited; see {log}"
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
 
 
 async def add_twilio_sender(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from herald.config import Settings
-from tests.e2e.helpers import send_sms, wait_status
+from tests.e2e.helpers import send_sms, wait_status, wait_up
 from tests.servers import free_port, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
@@ -107,14 +107,7 @@ async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10
         ) as client:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        assert processes[0].poll() is None, log.read_text()
-                    await asyncio.sleep(0.1)
+            await wait_up(client, processes[0], log)
             assert "dispatcher off" in log.read_text()
             message_id = await send_sms(client, "+15005550006", "for a worker")
             # The sandbox answers at once: an in-process dispatcher would be done by now.

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from herald.config import Settings
+from tests.e2e.helpers import wait_up
 from tests.servers import free_port, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
@@ -37,18 +38,6 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-async def wait_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes], log: Path) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            assert process.poll() is None, f"herald serve exited; see {log}"
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 async def status(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
