@@ -380,3 +380,75 @@ async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+TWILIO_SENDER = {
+    "channel": "sms",
+    "provider": "twilio",
+    "from": "+14155550000",
+    "accountSid": "AC" + "b" * 32,
+    "authToken": "first-token",
+    "baseUrl": "http://127.0.0.1:9",
+}
+
+
+async def test_a_sender_with_waiting_messages_is_not_removed(client: httpx.AsyncClient) -> None:
+    sender = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
+    created = await client.post("/api/v1/messages", json={"messages": [one(), one()]})
+    assert created.status_code == 201
+
+    refused = await client.delete(f"/api/v1/senders/{sender['id']}")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "sender_in_use"
+    assert refused.json()["details"] == {"waiting": 2}
+    assert "Cancel them" in refused.json()["error"]
+    listed = (await client.get("/api/v1/senders")).json()["items"]
+    assert sender["id"] in {s["id"] for s in listed}
+
+
+async def test_a_removed_sender_keeps_its_history_and_comes_back_when_added_again(
+    client: httpx.AsyncClient,
+) -> None:
+    sender = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
+    created = (await client.post("/api/v1/messages", json={"messages": [one()]})).json()
+    message_id = created[0]["id"]
+    cancelled = await client.request("DELETE", "/api/v1/messages", json={"id": [message_id]})
+    assert cancelled.status_code == 200, cancelled.text
+
+    removed = await client.delete(f"/api/v1/senders/{sender['id']}")
+    assert removed.status_code == 204, removed.text
+    listed = (await client.get("/api/v1/senders")).json()["items"]
+    assert sender["id"] not in {s["id"] for s in listed}
+    again = await client.delete(f"/api/v1/senders/{sender['id']}")
+    assert again.status_code == 404 and again.json()["code"] == "sender_not_found"
+    # The message sent through it still reads whole.
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert message["status"] == "cancelled" and message["provider"]["name"] == "twilio"
+    # Never chosen again: not by its number, and it is no longer the default.
+    by_number = one()
+    by_number["channels"]["sms"]["from"] = TWILIO_SENDER["from"]
+    refused = await client.post("/api/v1/messages", json={"messages": [by_number]})
+    assert refused.status_code == 422 and refused.json()["code"] == "unknown_sender"
+    unrouted = await client.post("/api/v1/messages", json={"messages": [one()]})
+    assert unrouted.status_code == 422 and unrouted.json()["code"] == "no_sender"
+
+    # Registering the number again (a new auth token, say) brings the same sender back.
+    back = await client.post("/api/v1/senders", json={**TWILIO_SENDER, "authToken": "new"})
+    assert back.status_code == 201, back.text
+    assert back.json()["id"] == sender["id"] and back.json()["default"] is True
+    assert (await client.post("/api/v1/messages", json={"messages": [one()]})).status_code == 201
+
+
+async def test_a_sender_that_never_sent_is_deleted_and_the_next_takes_over_as_default(
+    client: httpx.AsyncClient,
+) -> None:
+    sender = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
+    second = {**TWILIO_SENDER, "from": "+14155550001"}
+    other = (await client.post("/api/v1/senders", json=second)).json()
+    assert sender["default"] is True and other["default"] is False
+
+    assert (await client.delete(f"/api/v1/senders/{sender['id']}")).status_code == 204
+    listed = {s["id"]: s for s in (await client.get("/api/v1/senders")).json()["items"]}
+    assert sender["id"] not in listed and listed[other["id"]]["default"] is True
+    again = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
+    assert again["id"] != sender["id"] and again["default"] is False

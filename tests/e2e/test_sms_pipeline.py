@@ -303,3 +303,16 @@ async def test_price_is_fetched_after_the_final_report(
     assert provider["numSegments"] == 2
     assert provider["price"] == fake.messages[provider["messageId"]]["price"]
     assert provider["priceUnit"] == "USD"
+
+
+async def test_reports_for_a_removed_sender_still_apply(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    fake.callback_delay = 0.5
+    message_id = await send_sms(client, "+14155552671", "on its way")
+    await wait_status(client, message_id, {"sending"})
+    sender_id = (await client.get("/api/v1/senders")).json()["items"][-1]["id"]
+    assert (await client.delete(f"/api/v1/senders/{sender_id}")).status_code == 204
+    # Twilio's reports come after the removal; they are checked with the kept credentials.
+    message = await wait_status(client, message_id, {"delivered"})
+    assert statuses(message) == ["queued", "sending", "sent", "delivered"]

@@ -136,3 +136,8 @@ async def test_people_answer_chat_sessions_on_telegram(
             hook, content=b"{", headers={"X-Telegram-Bot-Api-Secret-Token": secret}
         )
         assert malformed.status_code == 400
+
+        # A removed bot sender takes no more updates (its history stays).
+        assert (await client.delete(f"/api/v1/senders/{sender['id']}")).status_code == 204
+        gone = await post(text_update(3, "hi"))
+        assert gone.status_code == 404 and gone.json()["code"] == "unknown_sender"

@@ -262,6 +262,18 @@ def senders_list(url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = "") ->
     console.print(table)
 
 
+@senders_app.command("remove")
+def senders_remove(
+    sender_id: Annotated[str, typer.Argument(help="The sender's id (see 'herald senders list').")],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = "",
+) -> None:
+    """Stop using a sender; refused while messages still wait to go out through it."""
+    with _client(url, api_key) as client:
+        _call(client, "DELETE", f"/api/v1/senders/{sender_id}")
+    console.print(f"Sender {sender_id} removed; its messages' history stays.")
+
+
 def _status_table(message: dict[str, Any]) -> Table:
     table = Table(title=f"Message {message['id']} → {message['destination'].get('phone')}")
     table.add_column("time")

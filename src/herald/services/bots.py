@@ -175,6 +175,7 @@ async def _ensure_sender(
             Sender.project_id == bot.project_id,
             Sender.channel == "sms",
             Sender.from_address == bot.phone,
+            Sender.removed_at.is_(None),  # a removed one is brought back by add_sender
         )
     )
     token = auth_token or vault.decrypt_json(bot.credentials_encrypted).get("authToken", "")

@@ -51,6 +51,8 @@ async def webchat_sender(session: AsyncSession, bot: Bot) -> Sender:
     )
     sender = await session.scalar(query)
     if sender is not None:
+        if sender.removed_at is not None:  # removed through the API; the bot still needs it
+            sender.removed_at = None
         return sender
     try:
         async with session.begin_nested():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,8 +18,10 @@ from herald.channels.telegram import DEFAULT_BASE_URL as TELEGRAM_BASE_URL
 from herald.channels.twilio import DEFAULT_BASE_URL
 from herald.channels.whatsapp_meta import DEFAULT_BASE_URL as META_BASE_URL
 from herald.domain.phones import InvalidPhone, to_e164
+from herald.domain.statuses import Status
 from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.services.vault import Vault
+from herald.store.messages import Delivery
 from herald.store.senders import Sender
 
 PROVIDERS = {
@@ -186,18 +189,36 @@ async def add_sender(
             .where(Sender.project_id == project_id, Sender.channel == new.channel)
             .values(is_default=False)
         )
-    credentials = _credentials(new)
+    settings = {
+        "provider": new.provider,
+        "account_id": new.account_sid,
+        "credentials_encrypted": vault.encrypt_json(_credentials(new)),
+        "base_url": new.base_url,
+        "rate_limit": new.rate_limit,
+        "is_default": make_default,
+        "smart_encoding": new.smart_encoding,
+    }
+    removed = await session.scalar(
+        select(Sender).where(
+            Sender.project_id == project_id,
+            Sender.channel == new.channel,
+            Sender.from_address == new.from_address,
+            Sender.removed_at.is_not(None),
+        )
+    )
+    if removed is not None:
+        # The same address again (new credentials, say): the old row comes back, so its
+        # history and the new messages stay under one sender id.
+        for name, value in settings.items():
+            setattr(removed, name, value)
+        removed.removed_at = None
+        removed.rate_next_at = None
+        return removed
     sender = Sender(
         project_id=project_id,
         channel=new.channel,
-        provider=new.provider,
         from_address=new.from_address,
-        account_id=new.account_sid,
-        credentials_encrypted=vault.encrypt_json(credentials),
-        base_url=new.base_url,
-        rate_limit=new.rate_limit,
-        is_default=make_default,
-        smart_encoding=new.smart_encoding,
+        **settings,
     )
     session.add(sender)
     try:
@@ -218,7 +239,7 @@ async def list_senders(
     channel: str | None = None,
     provider: str | None = None,
 ) -> list[Sender]:
-    query = select(Sender).where(Sender.project_id == project_id)
+    query = select(Sender).where(Sender.project_id == project_id, Sender.removed_at.is_(None))
     if channel:
         query = query.where(Sender.channel == channel.lower())
     if provider:
@@ -228,13 +249,67 @@ async def list_senders(
 
 async def get_sender(session: AsyncSession, project_id: str, sender_id: str) -> Sender:
     sender = await session.get(Sender, sender_id)
-    if sender is None or sender.project_id != project_id:
+    if sender is None or sender.project_id != project_id or sender.removed_at is not None:
         raise NotFound(f"No sender with id {sender_id}.", code="sender_not_found")
     return sender
 
 
-async def delete_sender(session: AsyncSession, project_id: str, sender_id: str) -> None:
-    await session.delete(await get_sender(session, project_id, sender_id))
+# Deliveries that would still go out through their sender.
+_UNSENT = (Status.PENDING, Status.SCHEDULED, Status.QUEUED)
+
+
+async def remove_sender(
+    session: AsyncSession, project_id: str, sender_id: str, now: datetime
+) -> None:
+    """Stop using a sender: it is no longer listed, chosen, or given inbound messages.
+
+    Refused while messages still wait to go out through it. A sender that never sent is
+    deleted; one with history is kept, marked removed, for that history and for delivery
+    reports still to come (their signatures are checked with its credentials).
+    """
+    sender = await get_sender(session, project_id, sender_id)
+    waiting = await session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.sender_id == sender.id, Delivery.status.in_(_UNSENT))
+    )
+    if waiting:
+        raise Conflict(
+            f"{waiting} message(s) are still waiting to go out through this sender. Cancel "
+            "them (DELETE /api/v1/messages) or let them be sent, then remove the sender.",
+            code="sender_in_use",
+            details={"waiting": waiting},
+        )
+    was_default = sender.is_default
+    if await session.scalar(select(exists().where(Delivery.sender_id == sender.id))):
+        sender.removed_at = now
+        sender.is_default = False
+    else:
+        await session.delete(sender)
+    if was_default:
+        await _promote_default(session, sender)
+
+
+async def _promote_default(session: AsyncSession, removed: Sender) -> None:
+    """After the default is removed, the newest other real sender of its channel takes over.
+
+    Never the sandbox: messages meant for people must not silently stop reaching them. With
+    no other real sender, sends without ``from`` are refused (no_sender) until one is added.
+    """
+    heir = await session.scalar(
+        select(Sender)
+        .where(
+            Sender.project_id == removed.project_id,
+            Sender.channel == removed.channel,
+            Sender.id != removed.id,
+            Sender.removed_at.is_(None),
+            Sender.provider != "sandbox",
+        )
+        .order_by(Sender.created_at.desc())
+        .limit(1)
+    )
+    if heir is not None:
+        heir.is_default = True
 
 
 class SenderDirectory:

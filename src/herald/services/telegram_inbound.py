@@ -100,7 +100,7 @@ async def _receive(
     session: AsyncSession, vault: Vault, sender_id: str, raw: bytes, secret: str | None
 ) -> _Answer | None:
     sender = await session.get(Sender, sender_id)
-    if sender is None or sender.provider != "telegram":
+    if sender is None or sender.provider != "telegram" or sender.removed_at is not None:
         raise NotFound("No Telegram sender has this id.", code="unknown_sender")
     token = vault.decrypt_json(sender.credentials_encrypted).get("botToken", "")
     if not secret or not hmac.compare_digest(webhook_secret(token, sender.id), secret):

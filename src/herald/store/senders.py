@@ -31,3 +31,6 @@ class Sender(Base):
     # the database so every worker process shares one limit.
     rate_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when a sender with message history is removed: it is no longer listed or chosen,
+    # while the row stays for that history and for the reports still to come about it.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

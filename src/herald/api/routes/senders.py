@@ -115,6 +115,7 @@ async def telegram_webhook(sender_id: str, herald: HeraldDep, project: ProjectId
 
 @router.delete("/{sender_id}", status_code=204, summary="Remove a sender")
 async def delete_sender(sender_id: str, herald: HeraldDep, project: ProjectId) -> Response:
+    """Refused (409 sender_in_use) while messages still wait to go out through it."""
     async with herald.sessions() as session, session.begin():
-        await service.delete_sender(session, project, sender_id)
+        await service.remove_sender(session, project, sender_id, herald.clock.now())
     return Response(status_code=204)
