@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
+from fastapi import Query
 from starlette.requests import Request
 
 from herald.schemas.messages import id_list
+
+# Past any real list; a larger number would not even fit the databases' integers (a 500).
+MAX_OFFSET = 1_000_000_000
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (a cursor pages faster).")
+]
 
 
 def twin_list(request: Request, name: str) -> list[str]:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AliasChoices, Field
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.query import Offset
 from herald.api.routes.webchat import script_url, snippet
 from herald.api.routes.webhooks import EMPTY_TWIML, public_url_of
 from herald.schemas.messages import WireModel
@@ -224,7 +225,7 @@ async def list_conversations(
     project: ProjectId,
     status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
         items = await service.list_conversations(
@@ -292,7 +293,7 @@ async def list_suppressions(
     to: str | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
         items = await suppressions.list_suppressions(

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.query import Offset
 from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn, id_list
@@ -161,7 +162,7 @@ async def list_messages(
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     cursor: str | None = None,
     without_count: Annotated[bool, Query(alias="withoutCount")] = False,
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.errors import error_response
-from herald.api.query import twin_list
+from herald.api.query import Offset, twin_list
 from herald.bootstrap import Herald
 from herald.domain.links import CODE_PATTERN, to_ascii_url
 from herald.errors import HeraldError
@@ -26,7 +26,7 @@ async def list_short_links(
     herald: HeraldDep,
     project: ProjectId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Newest first. ``messageId`` and ``taskId`` filter: comma-separated, repeated or ``[i]``."""
     async with herald.sessions() as session:

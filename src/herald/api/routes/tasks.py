@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.query import Offset
 from herald.errors import InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
 from herald.services import task_files as files
@@ -97,7 +98,7 @@ async def list_tasks(
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
         return await service.list_tasks(
@@ -240,7 +241,7 @@ async def report(
     project: ProjectId,
     fmt: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     if fmt == "json":
         async with herald.sessions() as session:

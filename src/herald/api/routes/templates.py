@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import twin_list
+from herald.api.query import Offset, twin_list
 from herald.schemas.messages import Scalar, WireModel
 from herald.services import templates as service
 from herald.services.short_links import short_link_base
@@ -64,7 +64,6 @@ class AdHocPreviewIn(_PreviewOptionsIn):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.post("", status_code=201, summary="Create a template (TWIN)")
@@ -114,7 +113,7 @@ async def get_template(
     template_id: str,
     herald: HeraldDep,
     project: ProjectId,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
         return await service.get_template(session, project, template_id, version=version)

@@ -131,7 +131,7 @@ async def chat_socket(
     bot_id: str,
     visitor: str = "",
     token: str = "",
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=2**63 - 1),  # a larger one fits no database
 ) -> None:
     herald: Herald = ws.app.state.herald
     try:
