@@ -75,6 +75,29 @@ async def test_send_shows_the_status_until_final(settings: Settings, tmp_path: P
         assert "API key" in nokey.stderr
 
 
+async def test_senders_add_list_and_remove(settings: Settings, tmp_path: Path) -> None:
+    async with running_herald(settings) as herald:
+        env = {"HERALD_URL": herald.url, "HERALD_API_KEY": herald.project.api_key}
+
+        async def herald_cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(run, list(args), env, tmp_path)
+
+        added = await herald_cli(
+            "senders", "add", "--from", "+14155550000", "--account-sid", "AC" + "c" * 32,
+            "--auth-token", "t", "--base-url", "http://127.0.0.1:9",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        sender_id = added.stdout.split()[1]
+        assert sender_id in (await herald_cli("senders", "list")).stdout
+
+        removed = await herald_cli("senders", "remove", sender_id)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert "removed" in removed.stdout
+        assert sender_id not in (await herald_cli("senders", "list")).stdout
+        again = await herald_cli("senders", "remove", sender_id)
+        assert again.returncode == 1 and "sender_not_found" in again.stderr
+
+
 async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
     tmp_path: Path,
 ) -> None:

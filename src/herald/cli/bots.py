@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
+from herald.cli.tables import listing
 
 bots_app = typer.Typer(
     help="Two-way SMS bots on Twilio numbers: create, update, list, delete; conversations.",
@@ -162,7 +162,7 @@ def list_(as_json: AsJson = False, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = 
     if as_json:
         console.print_json(data=data)
         return
-    table = Table("id", "name", "phone", "answers with", "inbound webhook URL")
+    table = listing("id", "name", "phone", "answers with", "inbound webhook URL")
     for bot in data["items"]:
         answers = [
             label
@@ -205,7 +205,7 @@ def conversations(
     if as_json:
         console.print_json(data=data)
         return
-    table = Table("id", "with", "status", "unread", "last message")
+    table = listing("id", "with", "status", "unread", "last message")
     for c in data["items"]:
         last = c["lastMessage"] or {}
         table.add_row(

@@ -20,6 +20,7 @@ from herald.cli.http import KeyOpt, UrlOpt
 from herald.cli.http import api_call as _call
 from herald.cli.http import api_client as _client
 from herald.cli.http import fail as _fail
+from herald.cli.tables import listing
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
 from herald.config import Settings
@@ -198,7 +199,7 @@ def projects_list() -> None:
         finally:
             await herald.aclose()
 
-    table = Table("projectId", "name", "apiKey", "created")
+    table = listing("projectId", "name", "apiKey", "created")
     for row in asyncio.run(main()):
         table.add_row(*row)
     console.print(table)
@@ -249,7 +250,7 @@ def senders_list(url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = "") ->
     """List the project's senders."""
     with _client(url, api_key) as client:
         data = _call(client, "GET", "/api/v1/senders")
-    table = Table("id", "channel", "provider", "from", "rate/s", "default")
+    table = listing("id", "channel", "provider", "from", "rate/s", "default")
     for s in data["items"]:
         table.add_row(
             s["id"],

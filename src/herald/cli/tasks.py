@@ -21,9 +21,9 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
+from herald.cli.tables import listing
 
 tasks_app = typer.Typer(
     help="Send in bulk from a CSV or XLSX file: samples, upload, progress, pause, results.",
@@ -222,9 +222,10 @@ def list_tasks(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = "") -> None:
     """Tasks, newest first."""
     with api_client(url, api_key) as client:
         data = api_call(client, "GET", "/api/v1/tasks", params={"limit": 100})
-    table = Table(title=f"{data['count']} task(s)")
-    for column in ("id", "name", "status", "rows", "rejected", "messages", "progress"):
-        table.add_column(column)
+    table = listing(
+        "id", "name", "status", "rows", "rejected", "messages", "progress",
+        title=f"{data['count']} task(s)",
+    )  # fmt: skip
     for t in data["items"]:
         table.add_row(
             t["id"],

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
+from herald.cli.tables import listing
 
 templates_app = typer.Typer(
     help="Create, edit and preview message templates (Jinja2: {{ name }}, filters, {% if %}).",
@@ -85,7 +86,7 @@ def list_(
     params = {"name": name} if name else {}
     with api_client(url, api_key) as client:
         data = api_call(client, "GET", "/api/v1/templates", params={**params, "limit": 1000})
-    table = Table("id", "name", "version", "channels", "variables", "updated")
+    table = listing("id", "name", "version", "channels", "variables", "updated")
     for t in data["items"]:
         table.add_row(
             t["id"],
