@@ -97,6 +97,24 @@ async def test_senders_add_list_and_remove(settings: Settings, tmp_path: Path) -
         again = await herald_cli("senders", "remove", sender_id)
         assert again.returncode == 1 and "sender_not_found" in again.stderr
 
+        # Every provider the API takes, secrets from the environment.
+        env["SMTP_PASSWORD"] = "smtp-secret"
+        mail = await herald_cli(
+            "senders", "add", "--channel", "email", "--provider", "smtp",
+            "--from", "news@example.com", "--base-url", "smtp://127.0.0.1:2525",
+            "--username", "news",
+        )  # fmt: skip
+        assert mail.returncode == 0, mail.stdout + mail.stderr
+        bot = await herald_cli(
+            "senders", "add", "--channel", "telegram", "--provider", "telegram",
+            "--from", "@acme_bot", "--bot-token", "123:abc",
+        )  # fmt: skip
+        assert bot.returncode == 0, bot.stdout + bot.stderr
+        assert f"{herald.url}/webhooks/telegram/" in bot.stdout and "secret_token" in bot.stdout
+        listed = (await herald_cli("senders", "list")).stdout
+        assert "news@example.com" in listed and "@acme_bot" in listed
+        assert "smtp-secret" not in listed and "123:abc" not in listed
+
 
 async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
     tmp_path: Path,

@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
-from herald.cli.tables import listing
+from herald.cli.output import console, listing
 
 bots_app = typer.Typer(
     help="Two-way SMS bots on Twilio numbers: create, update, list, delete; conversations.",
     no_args_is_help=True,
 )
-console = Console()
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RulesOpt = Annotated[

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-err = Console(stderr=True)
+from herald.cli.output import err
 
 UrlOpt = Annotated[
     str, typer.Option("--url", envvar="HERALD_URL", help="Base URL of a running Herald.")

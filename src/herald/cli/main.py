@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -20,7 +19,7 @@ from herald.cli.http import KeyOpt, UrlOpt
 from herald.cli.http import api_call as _call
 from herald.cli.http import api_client as _client
 from herald.cli.http import fail as _fail
-from herald.cli.tables import listing
+from herald.cli.output import console, err, listing
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
 from herald.config import Settings
@@ -38,8 +37,6 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(bots_app, name="bots")
 
-console = Console()
-err = Console(stderr=True)
 
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
 
@@ -207,33 +204,82 @@ def projects_list() -> None:
 
 @senders_app.command("add")
 def senders_add(
-    from_: Annotated[str, typer.Option("--from", help="Sender number (E.164) or ID.")],
-    provider: Annotated[str, typer.Option(help="twilio or sandbox.")] = "twilio",
-    channel: Annotated[str, typer.Option(help="Channel.")] = "sms",
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from", help="Number (E.164), alphanumeric ID, e-mail address or @bot name."
+        ),
+    ],
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="twilio or sandbox (sms), smtp (email), telegram, "
+            "twilio-whatsapp or meta-whatsapp (whatsapp)."
+        ),
+    ] = "twilio",
+    channel: Annotated[str, typer.Option(help="sms, email, telegram or whatsapp.")] = "sms",
     account_sid: Annotated[
         str | None, typer.Option(help="Twilio Account SID (AC…).", envvar="TWILIO_ACCOUNT_SID")
     ] = None,
     auth_token: Annotated[
         str | None, typer.Option(help="Twilio auth token.", envvar="TWILIO_AUTH_TOKEN")
     ] = None,
-    base_url: Annotated[str | None, typer.Option(help="Provider API base URL.")] = None,
+    username: Annotated[
+        str | None, typer.Option(help="SMTP user name.", envvar="SMTP_USERNAME")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="SMTP password.", envvar="SMTP_PASSWORD")
+    ] = None,
+    bot_token: Annotated[
+        str | None, typer.Option(help="Telegram bot token.", envvar="TELEGRAM_BOT_TOKEN")
+    ] = None,
+    phone_number_id: Annotated[
+        str | None, typer.Option(help="Meta WhatsApp phone number ID.")
+    ] = None,
+    access_token: Annotated[
+        str | None, typer.Option(help="Meta access token.", envvar="META_ACCESS_TOKEN")
+    ] = None,
+    app_secret: Annotated[
+        str | None, typer.Option(help="Meta app secret.", envvar="META_APP_SECRET")
+    ] = None,
+    verify_token: Annotated[
+        str | None, typer.Option(help="Meta webhook verify token.", envvar="META_VERIFY_TOKEN")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Provider API base URL (smtp://host:587 for e-mail).")
+    ] = None,
     rate_limit: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
     default: Annotated[
         bool | None, typer.Option("--default/--not-default", help="Make it the channel's default.")
     ] = None,
+    smart_encoding: Annotated[
+        bool, typer.Option(help="Turn typographic look-alikes into GSM-7 before sending.")
+    ] = False,
     url: UrlOpt = "http://127.0.0.1:8000",
     api_key: KeyOpt = "",
 ) -> None:
-    """Register a sender through the API (credentials are encrypted at rest)."""
+    """Register a sender through the API (credentials are encrypted at rest).
+
+    Secrets can come from the environment instead of the command line (and shell history):
+    TWILIO_AUTH_TOKEN, SMTP_PASSWORD, TELEGRAM_BOT_TOKEN, META_ACCESS_TOKEN, META_APP_SECRET.
+    """
     body: dict[str, Any] = {
         "channel": channel,
         "provider": provider,
         "from": from_,
         "accountSid": account_sid,
         "authToken": auth_token,
+        "username": username,
+        "password": password,
+        "botToken": bot_token,
+        "phoneNumberId": phone_number_id,
+        "accessToken": access_token,
+        "appSecret": app_secret,
+        "verifyToken": verify_token,
         "baseUrl": base_url,
         "rateLimit": rate_limit,
         "default": default,
+        "smartEncoding": smart_encoding,
     }
     with _client(url, api_key) as client:
         sender = _call(
@@ -243,6 +289,12 @@ def senders_add(
         f"Sender {sender['id']} added: {sender['provider']} {sender['from']}"
         f"{' (default)' if sender['default'] else ''}"
     )
+    if "inboundWebhookUrl" in sender:
+        console.print(
+            "Give Telegram's setWebhook this url and secret_token so answers reach Herald:\n"
+            f"  url: {sender['inboundWebhookUrl']}\n"
+            f"  secret_token: {sender['webhookSecretToken']}"
+        )
 
 
 @senders_app.command("list")

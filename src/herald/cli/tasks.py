@@ -8,7 +8,6 @@ from typing import IO, Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -23,14 +22,12 @@ from rich.progress import (
 )
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
-from herald.cli.tables import listing
+from herald.cli.output import console, err, listing
 
 tasks_app = typer.Typer(
     help="Send in bulk from a CSV or XLSX file: samples, upload, progress, pause, results.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 ENDED = ("cancelled", "done", "failed")

@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
-from herald.cli.tables import listing
+from herald.cli.output import console, listing
 
 templates_app = typer.Typer(
     help="Create, edit and preview message templates (Jinja2: {{ name }}, filters, {% if %}).",
     no_args_is_help=True,
 )
-console = Console()
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FileOpt = Annotated[

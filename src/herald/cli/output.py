@@ -1,0 +1,36 @@
+"""Where the CLI writes: its consoles, and the tables it lists things in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _width() -> int | None:
+    # Piped into grep, a file or another program, Rich assumes 80 columns and squeezes
+    # tables to fit, cutting values short; a terminal (or COLUMNS) keeps its own width.
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return None
+    return 400
+
+
+console = Console(width=_width())
+err = Console(stderr=True)
+
+
+def listing(*headers: str, **options: Any) -> Table:
+    """A table whose first column, an id people copy into the next command, never wraps.
+
+    On a narrow terminal the other columns give way instead: a UUID broken over two lines
+    cannot be copied.
+    """
+    table = Table(**options)
+    first, *rest = headers
+    table.add_column(first, no_wrap=True, min_width=36)
+    for header in rest:
+        table.add_column(header)
+    return table
