@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,18 @@ def main() -> None:
             fake_after,
             args.messages,
         )
+        spent = [
+            (after - before) / args.messages
+            for before, after in ((cpu_before, cpu_after), (fake_before, fake_after))
+            if before is not None and after is not None
+        ]
+        if len(spent) == 2 and sum(spent) > 0:
+            cores = os.cpu_count() or 1
+            print(
+                f"CPU bound on this machine: {cores} core(s) / ({1000 * spent[0]:.2f} + "
+                f"{1000 * spent[1]:.2f} ms per message) = {cores / sum(spent):,.0f} messages/s "
+                "at most, with every core busy"
+            )
 
 
 def print_cpu(label: str, before: float | None, after: float | None, messages: int) -> None:
