@@ -90,6 +90,12 @@ async def test_senders_add_list_and_remove(settings: Settings, tmp_path: Path) -
         sender_id = added.stdout.split()[1]
         assert sender_id in (await herald_cli("senders", "list")).stdout
 
+        updated = await herald_cli("senders", "update", sender_id, "--rate-limit", "3")
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        assert "3.0/s" in updated.stdout
+        idle = await herald_cli("senders", "update", sender_id)
+        assert idle.returncode == 1 and "nothing to change" in idle.stderr
+
         removed = await herald_cli("senders", "remove", sender_id)
         assert removed.returncode == 0, removed.stdout + removed.stderr
         assert "removed" in removed.stdout

@@ -469,3 +469,32 @@ async def test_a_sender_that_never_sent_is_deleted_and_the_next_takes_over_as_de
     assert sender["id"] not in listed and listed[other["id"]]["default"] is True
     again = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
     assert again["id"] != sender["id"] and again["default"] is False
+
+
+async def test_a_sender_is_changed_in_place(client: httpx.AsyncClient) -> None:
+    first = (await client.post("/api/v1/senders", json=TWILIO_SENDER)).json()
+    second = {**TWILIO_SENDER, "from": "+14155550001"}
+    other = (await client.post("/api/v1/senders", json=second)).json()
+    path = f"/api/v1/senders/{other['id']}"
+
+    taken = await client.patch(path, json={"default": True, "rateLimit": 5})
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["default"] is True and taken.json()["rateLimit"] == 5
+    listed = {s["id"]: s for s in (await client.get("/api/v1/senders")).json()["items"]}
+    assert listed[first["id"]]["default"] is False
+    cleared = await client.patch(path, json={"rateLimit": None, "authToken": "rotated"})
+    assert cleared.json()["rateLimit"] is None and "rotated" not in cleared.text
+
+    for body, status, code in [
+        ({"default": False}, 422, "default_required"),
+        ({"rateLimit": -1}, 422, "invalid_sender"),
+        ({"accountSid": "nope"}, 422, "invalid_sender"),
+        ({"from": "+14155550002"}, 422, "unknown_field"),
+        ({"channel": "email"}, 422, "unknown_field"),
+    ]:
+        refused = await client.patch(path, json=body)
+        assert (refused.status_code, refused.json()["code"]) == (status, code), body
+    after = {s["id"]: s for s in (await client.get("/api/v1/senders")).json()["items"]}
+    assert after[other["id"]] == cleared.json()  # the refusals changed nothing
+    missing = await client.patch("/api/v1/senders/nope", json={"rateLimit": 1})
+    assert missing.status_code == 404 and missing.json()["code"] == "sender_not_found"

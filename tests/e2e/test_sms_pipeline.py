@@ -316,3 +316,16 @@ async def test_reports_for_a_removed_sender_still_apply(
     # Twilio's reports come after the removal; they are checked with the kept credentials.
     message = await wait_status(client, message_id, {"delivered"})
     assert statuses(message) == ["queued", "sending", "sent", "delivered"]
+
+
+async def test_a_rotated_auth_token_is_the_one_sent(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    sender_id = (await client.get("/api/v1/senders")).json()["items"][-1]["id"]
+    path = f"/api/v1/senders/{sender_id}"
+    assert (await client.patch(path, json={"authToken": "not-the-token"})).status_code == 200
+    refused = await wait_status(client, await send_sms(client, "+14155552671", "one"))
+    assert refused["status"] == "failed" and refused["error"]["code"] == "20003"
+    assert (await client.patch(path, json={"authToken": fake.auth_token})).status_code == 200
+    sent = await wait_status(client, await send_sms(client, "+14155552671", "two"), {"delivered"})
+    assert sent["status"] == "delivered"

@@ -315,6 +315,64 @@ def senders_list(url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = "") ->
     console.print(table)
 
 
+@senders_app.command("update")
+def senders_update(
+    sender_id: Annotated[str, typer.Argument(help="The sender's id (see 'herald senders list').")],
+    default: Annotated[
+        bool, typer.Option("--default", help="Make it the channel's default sender.")
+    ] = False,
+    rate_limit: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
+    no_rate_limit: Annotated[
+        bool, typer.Option("--no-rate-limit", help="Send as fast as the provider takes.")
+    ] = False,
+    smart_encoding: Annotated[
+        bool | None,
+        typer.Option("--smart-encoding/--no-smart-encoding", help="GSM-7 look-alikes on or off."),
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="Provider API base URL.")] = None,
+    account_sid: Annotated[str | None, typer.Option(help="Twilio Account SID.")] = None,
+    auth_token: Annotated[str | None, typer.Option(help="New Twilio auth token.")] = None,
+    password: Annotated[str | None, typer.Option(help="New SMTP password.")] = None,
+    bot_token: Annotated[str | None, typer.Option(help="New Telegram bot token.")] = None,
+    access_token: Annotated[str | None, typer.Option(help="New Meta access token.")] = None,
+    app_secret: Annotated[str | None, typer.Option(help="New Meta app secret.")] = None,
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = "",
+) -> None:
+    """Change a sender's settings or secrets; what is not given stays as it is.
+
+    Unlike 'add', no secret is read from the environment here, so a variable left set
+    for another sender cannot overwrite this one's.
+    """
+    if rate_limit is not None and no_rate_limit:
+        raise _fail("give --rate-limit or --no-rate-limit, not both")
+    body: dict[str, Any] = {
+        "rateLimit": rate_limit,
+        "smartEncoding": smart_encoding,
+        "baseUrl": base_url,
+        "accountSid": account_sid,
+        "authToken": auth_token,
+        "password": password,
+        "botToken": bot_token,
+        "accessToken": access_token,
+        "appSecret": app_secret,
+    }
+    changes = {k: v for k, v in body.items() if v is not None}
+    if default:
+        changes["default"] = True
+    if no_rate_limit:
+        changes["rateLimit"] = None
+    if not changes:
+        raise _fail("nothing to change: see 'herald senders update --help'")
+    with _client(url, api_key) as client:
+        sender = _call(client, "PATCH", f"/api/v1/senders/{sender_id}", json=changes)
+    rate = f"{sender['rateLimit']}/s" if sender["rateLimit"] else "no rate limit"
+    console.print(
+        f"Sender {sender['id']} updated: {sender['provider']} {sender['from']}, {rate}"
+        f"{' (default)' if sender['default'] else ''}"
+    )
+
+
 @senders_app.command("remove")
 def senders_remove(
     sender_id: Annotated[str, typer.Argument(help="The sender's id (see 'herald senders list').")],

@@ -46,6 +46,7 @@ from herald.store.rows import (
     AttemptRow,
     DeliveryRow,
     MessageRow,
+    by_ids,
     load,
     load_by_id,
     load_deliveries,
@@ -60,6 +61,8 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 # Provider answers meaning the person does not want messages from this sender.
 SUPPRESSING = {"21610": "twilio-21610", "telegram_blocked": "telegram-blocked"}
 PRICE_RETRY = timedelta(minutes=5)
+# Built once (see store.rows.by_ids).
+_SENDERS = select(Sender).where(by_ids(Sender.id))
 
 
 # Providers that never report delivery: e-mail over SMTP, Telegram's Bot API.
@@ -133,7 +136,7 @@ class Dispatcher:
         )
         self.reconcile_delay = timedelta(seconds=self.settings.reconcile_delay_seconds)
         self.price_delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
-        self._accounts: dict[str, tuple[float, SenderAccount]] = {}
+        self._accounts: dict[str, tuple[tuple[str | None, ...], SenderAccount]] = {}
         self._in_flight = asyncio.Semaphore(self.settings.dispatch_concurrency)
 
     def status_callback_url(self, attempt_id: str) -> str:
@@ -175,16 +178,20 @@ class Dispatcher:
 
     # -- claim -----------------------------------------------------------------------------
 
-    async def _account(self, session: AsyncSession, sender_id: str) -> SenderAccount:
-        now = asyncio.get_running_loop().time()
-        cached = self._accounts.get(sender_id)
-        if cached and now - cached[0] < 30:
-            return cached[1]
-        sender = await session.get(Sender, sender_id)
-        assert sender is not None
-        account = account_of(sender, self.herald.vault)
-        self._accounts[sender_id] = (now, account)
-        return account
+    def _account(self, sender: Sender) -> SenderAccount:
+        # Senders are read in every claim, so a rotated auth token is used from the next
+        # batch on, in every worker; only the decryption is kept, while the settings last.
+        settings = (
+            sender.provider,
+            sender.from_address,
+            sender.account_id,
+            sender.base_url,
+            sender.credentials_encrypted,
+        )
+        cached = self._accounts.get(sender.id)
+        if cached is None or cached[0] != settings:
+            cached = self._accounts[sender.id] = (settings, account_of(sender, self.herald.vault))
+        return cached[1]
 
     async def _claim(self) -> list[_Job]:
         now = self.herald.clock.now()
@@ -206,8 +213,12 @@ class Dispatcher:
             for c in claimed:
                 changes.touch(c.delivery)  # its lease, written with whatever else changes
             claimed = await self._refuse_opted_out(session, changes, claimed, now)
+            wanted = list({c.delivery.sender_id for c in claimed})
+            senders = {s.id: s for s in await session.scalars(_SENDERS, {"ids": wanted})}
             for c in claimed:
-                job = await self._job_for(session, changes, c, in_flight.get(c.delivery.id), now)
+                job = await self._job_for(
+                    session, changes, c, in_flight.get(c.delivery.id), senders, now
+                )
                 if job is not None:
                     jobs.append(job)
             await changes.write(session)
@@ -268,6 +279,7 @@ class Dispatcher:
         changes: Changes,
         c: Claimed,
         open_attempt: AttemptRow | None,
+        senders: dict[str, Sender],
         now: datetime,
     ) -> _Job | None:
         d, m = c.delivery, c.message
@@ -321,7 +333,7 @@ class Dispatcher:
                 waited = f" ({d.validity_minutes} min)" if d.validity_minutes else ""
                 self._expire(changes, d, m, now, f"no delivery report within its validity{waited}")
             elif self._wants_price(d, now):
-                account = await self._account(session, d.sender_id)
+                account = self._account(senders[d.sender_id])
                 if isinstance(self.herald.adapters.get(account.provider), FetchingAdapter):
                     return _Job(
                         kind="price",
@@ -343,7 +355,7 @@ class Dispatcher:
             delivery_id=d.id,
             attempt_id=attempt.id,
             attempt_started=attempt.started_at,
-            account=await self._account(session, d.sender_id),
+            account=self._account(senders[d.sender_id]),
             outbound=outbound_of(
                 d,
                 self.status_callback_url(attempt.id),

@@ -6,6 +6,7 @@ import contextlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import exists, func, select, update
@@ -229,6 +230,77 @@ async def add_sender(
             f"This project already has a {new.channel} sender from {new.from_address}.",
             code="sender_exists",
         ) from e
+    return sender
+
+
+# NewSender's secret fields, under their keys in a sender's encrypted credentials.
+_SECRET_KEYS = {
+    "auth_token": "authToken",
+    "username": "username",
+    "password": "password",
+    "bot_token": "botToken",
+    "access_token": "accessToken",
+    "app_secret": "appSecret",
+    "verify_token": "verifyToken",
+}
+# What an update may change; channel, provider and from are what the sender is.
+CHANGEABLE = frozenset({"account_sid", "base_url", "rate_limit", "default", "smart_encoding"})
+CHANGEABLE |= frozenset(_SECRET_KEYS)
+
+
+async def update_sender(
+    session: AsyncSession,
+    vault: Vault,
+    project_id: str,
+    sender_id: str,
+    changes: dict[str, Any],
+) -> Sender:
+    """Change a sender's settings or secrets in place: fields not given are kept.
+
+    The result is checked as a new sender would be. ``default: true`` takes the default over
+    from the channel's current one; ``false`` on the default is refused, since the channel
+    would be left without one: make another sender the default instead.
+    """
+    if unknown := set(changes) - CHANGEABLE:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    sender = await get_sender(session, project_id, sender_id)
+    if sender.provider not in PROVIDERS.get(sender.channel, ()):
+        raise ValidationFailed(
+            "Herald made this sender for a bot's web chat; it has nothing to change.",
+            code="sender_not_changeable",
+        )
+    secrets = vault.decrypt_json(sender.credentials_encrypted)
+    current = NewSender(
+        channel=sender.channel,
+        provider=sender.provider,
+        from_address=sender.from_address,
+        account_sid=sender.account_id,
+        base_url=sender.base_url,
+        rate_limit=sender.rate_limit,
+        default=sender.is_default,
+        smart_encoding=sender.smart_encoding,
+        **{field: secrets.get(key) for field, key in _SECRET_KEYS.items()},
+    )
+    wanted = _validated(replace(current, **changes))
+    if sender.is_default and wanted.default is False:
+        raise _invalid(
+            f"This is the project's default {sender.channel} sender; make another sender the "
+            "default instead (PATCH it with default: true).",
+            "default",
+            code="default_required",
+        )
+    if wanted.default and not sender.is_default:
+        await session.execute(
+            update(Sender)
+            .where(Sender.project_id == project_id, Sender.channel == sender.channel)
+            .values(is_default=False)
+        )
+    sender.account_id = wanted.account_sid
+    sender.credentials_encrypted = vault.encrypt_json(_credentials(wanted))
+    sender.base_url = wanted.base_url
+    sender.rate_limit = wanted.rate_limit
+    sender.is_default = bool(wanted.default)
+    sender.smart_encoding = wanted.smart_encoding
     return sender
 
 

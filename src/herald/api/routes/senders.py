@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.bootstrap import Herald
 from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
 from herald.services import senders as service
@@ -34,6 +35,33 @@ class SenderIn(WireModel):
     access_token: str | None = Field(default=None, alias="accessToken")
     app_secret: str | None = Field(default=None, alias="appSecret")
     verify_token: str | None = Field(default=None, alias="verifyToken")
+
+
+class SenderChangesIn(WireModel):
+    """``PATCH``: the fields to change; channel, provider and from are what the sender is."""
+
+    account_sid: str | None = Field(default=None, alias="accountSid")
+    phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
+    auth_token: str | None = Field(default=None, alias="authToken")
+    base_url: str | None = Field(default=None, alias="baseUrl")
+    rate_limit: float | None = Field(default=None, alias="rateLimit")
+    default: bool | None = None
+    smart_encoding: bool | None = Field(default=None, alias="smartEncoding")
+    username: str | None = None
+    password: str | None = None
+    bot_token: str | None = Field(default=None, alias="botToken")
+    access_token: str | None = Field(default=None, alias="accessToken")
+    app_secret: str | None = Field(default=None, alias="appSecret")
+    verify_token: str | None = Field(default=None, alias="verifyToken")
+
+    def changes(self) -> dict[str, Any]:
+        """What the client sent (an explicit null clears a field, e.g. rateLimit)."""
+        sent = self.model_dump(exclude_unset=True)
+        if "phone_number_id" in sent:  # Meta's account id
+            sent["account_sid"] = sent.pop("phone_number_id")
+        if sent.get("smart_encoding", False) is None:
+            del sent["smart_encoding"]
+        return sent
 
 
 def sender_out(sender: Sender) -> dict[str, Any]:
@@ -82,11 +110,28 @@ async def add_sender(payload: SenderIn, herald: HeraldDep, project: ProjectId) -
                 verify_token=payload.verify_token,
             ),
         )
-        out = sender_out(sender)
-        if sender.provider == "telegram":
-            # Give these to Telegram's setWebhook so people's answers reach the bots.
-            out.update(webhook_info(sender, herald.vault, herald.settings.public_url))
-        return out
+        return _with_webhook(sender, herald)
+
+
+def _with_webhook(sender: Sender, herald: Herald) -> dict[str, Any]:
+    out = sender_out(sender)
+    if sender.provider == "telegram":
+        # Give these to Telegram's setWebhook so people's answers reach the bots (the secret
+        # follows the bot token, so a new token means a new setWebhook).
+        out.update(webhook_info(sender, herald.vault, herald.settings.public_url))
+    return out
+
+
+@router.patch("/{sender_id}", summary="Change a sender's settings or secrets")
+async def update_sender(
+    sender_id: str, payload: SenderChangesIn, herald: HeraldDep, project: ProjectId
+) -> dict[str, Any]:
+    """Fields left out are kept; ``default: true`` takes over as the channel's default."""
+    async with herald.sessions() as session, session.begin():
+        sender = await service.update_sender(
+            session, herald.vault, project, sender_id, payload.changes()
+        )
+        return _with_webhook(sender, herald)
 
 
 @router.get("", summary="List senders (TWIN shape)")
