@@ -57,6 +57,7 @@ async def test_send_shows_the_status_until_final(settings: Settings, tmp_path: P
         )
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "delivered" in ok.stdout
+        assert ok.stdout.endswith("\n")  # piped, the live table's last line is closed
         failed = await asyncio.to_thread(
             run, ["send", "--to", "+15005550001", "--text", "hi"], env, tmp_path
         )

@@ -432,6 +432,8 @@ def send(
                 time.sleep(0.5)
                 message = _call(client, "GET", f"/api/v1/messages/{message_id}")
                 live.update(_status_table(message))
+        if not console.is_terminal:
+            console.line()  # Live leaves its last line open when writing to a pipe or file
     if message["status"] not in FINAL:
         err.print(
             f"Still {message['status']} after {wait:.0f}s; check later with "
