@@ -154,17 +154,30 @@ def _validated(new: NewSender) -> NewSender:
     )
 
 
+# NewSender's secret fields, under their keys in a sender's encrypted credentials.
+_SECRET_KEYS = {
+    "auth_token": "authToken",
+    "username": "username",
+    "password": "password",
+    "bot_token": "botToken",
+    "access_token": "accessToken",
+    "app_secret": "appSecret",
+    "verify_token": "verifyToken",
+}
+
+
 def _credentials(new: NewSender) -> dict[str, str]:
-    pairs = {
-        "authToken": new.auth_token,
-        "username": new.username,
-        "password": new.password,
-        "botToken": new.bot_token,
-        "accessToken": new.access_token,
-        "appSecret": new.app_secret,
-        "verifyToken": new.verify_token,
-    }
-    return {key: value for key, value in pairs.items() if value}
+    secrets = {key: getattr(new, field) for field, key in _SECRET_KEYS.items()}
+    return {key: value for key, value in secrets.items() if value}
+
+
+async def _clear_default(session: AsyncSession, project_id: str, channel: str) -> None:
+    """No sender of the channel is the default (one is about to become it)."""
+    await session.execute(
+        update(Sender)
+        .where(Sender.project_id == project_id, Sender.channel == channel)
+        .values(is_default=False)
+    )
 
 
 async def add_sender(
@@ -185,11 +198,7 @@ async def add_sender(
             current_default.provider == "sandbox" and new.provider != "sandbox"
         )
     if make_default:
-        await session.execute(
-            update(Sender)
-            .where(Sender.project_id == project_id, Sender.channel == new.channel)
-            .values(is_default=False)
-        )
+        await _clear_default(session, project_id, new.channel)
     settings = {
         "provider": new.provider,
         "account_id": new.account_sid,
@@ -233,16 +242,6 @@ async def add_sender(
     return sender
 
 
-# NewSender's secret fields, under their keys in a sender's encrypted credentials.
-_SECRET_KEYS = {
-    "auth_token": "authToken",
-    "username": "username",
-    "password": "password",
-    "bot_token": "botToken",
-    "access_token": "accessToken",
-    "app_secret": "appSecret",
-    "verify_token": "verifyToken",
-}
 # What an update may change; channel, provider and from are what the sender is.
 CHANGEABLE = frozenset({"account_sid", "base_url", "rate_limit", "default", "smart_encoding"})
 CHANGEABLE |= frozenset(_SECRET_KEYS)
@@ -290,11 +289,7 @@ async def update_sender(
             code="default_required",
         )
     if wanted.default and not sender.is_default:
-        await session.execute(
-            update(Sender)
-            .where(Sender.project_id == project_id, Sender.channel == sender.channel)
-            .values(is_default=False)
-        )
+        await _clear_default(session, project_id, sender.channel)
     sender.account_id = wanted.account_sid
     sender.credentials_encrypted = vault.encrypt_json(_credentials(wanted))
     sender.base_url = wanted.base_url

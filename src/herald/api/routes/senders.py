@@ -18,27 +18,8 @@ from herald.store.senders import Sender
 router = APIRouter(prefix="/api/v1/senders", tags=["senders"])
 
 
-class SenderIn(WireModel):
-    channel: str
-    provider: str
-    from_: str = Field(alias="from")
-    account_sid: str | None = Field(default=None, alias="accountSid")
-    auth_token: str | None = Field(default=None, alias="authToken")
-    base_url: str | None = Field(default=None, alias="baseUrl")
-    rate_limit: float | None = Field(default=None, alias="rateLimit")
-    default: bool | None = None
-    smart_encoding: bool = Field(default=False, alias="smartEncoding")
-    username: str | None = None
-    password: str | None = None
-    bot_token: str | None = Field(default=None, alias="botToken")
-    phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
-    access_token: str | None = Field(default=None, alias="accessToken")
-    app_secret: str | None = Field(default=None, alias="appSecret")
-    verify_token: str | None = Field(default=None, alias="verifyToken")
-
-
-class SenderChangesIn(WireModel):
-    """``PATCH``: the fields to change; channel, provider and from are what the sender is."""
+class _SenderSettingsIn(WireModel):
+    """What a sender has besides its identity (channel, provider, from)."""
 
     account_sid: str | None = Field(default=None, alias="accountSid")
     phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
@@ -53,6 +34,17 @@ class SenderChangesIn(WireModel):
     access_token: str | None = Field(default=None, alias="accessToken")
     app_secret: str | None = Field(default=None, alias="appSecret")
     verify_token: str | None = Field(default=None, alias="verifyToken")
+
+
+class SenderIn(_SenderSettingsIn):
+    channel: str
+    provider: str
+    from_: str = Field(alias="from")
+    smart_encoding: bool = Field(default=False, alias="smartEncoding")
+
+
+class SenderChangesIn(_SenderSettingsIn):
+    """``PATCH``: the fields to change; channel, provider and from are what the sender is."""
 
     def changes(self) -> dict[str, Any]:
         """What the client sent (an explicit null clears a field, e.g. rateLimit)."""
