@@ -110,6 +110,13 @@ async def test_undelivered_sms_moves_on_to_email_and_telegram_is_never_contacted
         "sms ended undelivered" in r and "30003" in r and "trying email" in r for r in reasons
     ), reasons
     assert message["provider"]["name"] == "smtp"  # the channel that delivered speaks
+    # TWIN's SDK reads a message through the list: the same channel speaks there.
+    [item] = (await client.get("/api/v1/messages", params={"id": message_id})).json()["items"]
+    assert (item["channel"], item["error"], item["provider"]["name"]) == ("email", None, "smtp")
+    assert [e["status"] for e in item["history"]] == [e["status"] for e in message["history"]]
+    for channel, found in [("email", 1), ("sms", 1), ("telegram", 0)]:
+        listed = (await client.get("/api/v1/messages", params={"channel": channel})).json()
+        assert listed["count"] == found, channel
     sms = message["deliveries"][0]
     assert sms["error"]["code"] == "30003" and sms["attempts"][0]["state"] == "accepted"
 

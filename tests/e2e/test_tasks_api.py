@@ -223,6 +223,9 @@ async def test_bad_requests_are_4xx_with_codes(client: httpx.AsyncClient) -> Non
     assert response.json()["details"]["errors"][0]["path"] == "settings.sendAt"
 
     task_id = await make_task(client)
+    response = await client.get(f"/api/v1/messages/bulk/{task_id}")  # nothing read yet
+    assert response.status_code == 409
+    assert response.json()["code"] == "results_not_ready"
     response = await upload(client, task_id, b"\x00\x01binary", name="list.xls")
     assert response.status_code == 422
     assert response.json()["code"] == "unsupported_format"

@@ -110,6 +110,9 @@ async def test_history_keeps_the_version_it_was_rendered_from(
     two = await wait_status(client, second, {"delivered"})
     assert (one["templateVersion"], one["message"]["text"]) == (1, "Version one")
     assert (two["templateVersion"], two["message"]["text"]) == (2, "Two")
+    assert one["templateName"] == two["templateName"] == "greeting"
+    listed = (await client.get("/api/v1/messages", params={"id": f"{first},{second}"})).json()
+    assert [item["templateName"] for item in listed["items"]] == ["greeting", "greeting"]
 
 
 async def test_short_links_are_shortened_before_counting_and_redirect(

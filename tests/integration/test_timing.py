@@ -136,6 +136,15 @@ async def test_send_at_forms_and_limits(herald: Herald, project: str) -> None:
     [result] = await send(herald, project, sendAt=php)
     message = await view(herald, project, result["id"])
     assert message["sendAt"] == datetime(2026, 1, 15, 15, 0, tzinfo=UTC).isoformat()
+    # PHP writes a date parsed from "…T18:00:00Z" or "… MSK" with an abbreviation (type 2).
+    for zone, utc_hour in [("Z", 18), ("MSK", 15), ("EST", 23)]:
+        abbreviated = {**php, "timezone_type": 2, "timezone": zone}
+        [result] = await send(herald, project, sendAt=abbreviated)
+        message = await view(herald, project, result["id"])
+        assert message["sendAt"] == datetime(2026, 1, 15, utc_hour, 0, tzinfo=UTC).isoformat()
+    with pytest.raises(ValidationFailed) as ambiguous:  # India's, Ireland's or Israel's?
+        await send(herald, project, sendAt={**php, "timezone_type": 2, "timezone": "IST"})
+    assert ambiguous.value.code == "invalid_send_at"
     [past] = await send(herald, project, sendAt="2020-01-01T00:00:00Z")
     assert past["status"] == "queued"
     for bad, code in [

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from herald import __version__
 from herald.api import errors, twilio_status
+from herald.api.query import no_ignored_parameters
 from herald.api.routes import (
     bots,
     messages,
@@ -79,6 +80,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
         description="Self-hosted multi-channel notifications, wire-compatible with TWIN's "
         "Messaging API v1.",
         lifespan=lifespan,
+        dependencies=[Depends(no_ignored_parameters)],
     )
     errors.install(app)
     app.include_router(task_routes.router)  # before messages: /messages/bulk vs /messages/{id}

@@ -41,7 +41,21 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.message, exc.code, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(tuple(e["loc"]) == ("body",) for e in exc.errors()):
+            # The body as a whole is not an object: say why in the client's terms.
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return error_response(
+                    415,
+                    f"Send the body as JSON with 'Content-Type: application/json' "
+                    f"(this request said {media or 'nothing'!r}).",
+                    "unsupported_media_type",
+                )
+            if not await request.body():
+                return error_response(
+                    422, "The request body is empty; send a JSON object.", "missing_body"
+                )
         errors = [
             {"path": _where(tuple(e["loc"])), "message": e["msg"], "code": pydantic_code(e["type"])}
             for e in exc.errors()
@@ -61,6 +75,15 @@ def install(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+        if exc.status_code == 400 and message.startswith("There was an error parsing the body"):
+            # FastAPI's words for a body json.loads could not take: bad UTF-8, or nested deeper
+            # than the parser allows.
+            return error_response(
+                400,
+                "The request body is not valid JSON: it must be UTF-8 and nested at most a few "
+                "hundred levels deep.",
+                "malformed_json",
+            )
         return error_response(exc.status_code, message, codes.get(exc.status_code, "http_error"))
 
     @app.exception_handler(Exception)

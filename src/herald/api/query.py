@@ -1,13 +1,16 @@
-"""Query-string helpers for TWIN's list filters."""
+"""Query-string helpers for TWIN's list filters, and the check that no parameter is ignored."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Query
-from starlette.requests import Request
+from fastapi.dependencies.models import Dependant
+from starlette.requests import HTTPConnection, Request
 
+from herald.errors import InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list
 
 # Past any real list; a larger number would not even fit the databases' integers (a 500).
@@ -15,6 +18,36 @@ MAX_OFFSET = 1_000_000_000
 Offset = Annotated[
     int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (a cursor pages faster).")
 ]
+Page = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_OFFSET,
+        description="TWIN's page number, from 1: skips (page - 1) × limit rows. Not with offset.",
+    ),
+]
+
+
+def list_filter(alias: str | None = None) -> Any:
+    """A list filter as TWIN sends it (read its values with ``twin_list``)."""
+    return Query(alias=alias, description="Comma-separated, repeated, or name[0]=…&name[1]=…")
+
+
+ListFilter = Annotated[list[str] | None, list_filter()]
+
+# TWIN's other common list parameters, and its admins' companyId. Herald does not implement
+# them; a client that sends one would otherwise get a list that silently ignores its ask.
+_TWIN_UNSUPPORTED = (
+    "timezone",
+    "sort",
+    "group",
+    "fields",
+    "language",
+    "offsetField",
+    "offsetValue",
+    "companyId",
+)
+_INDEXED = re.compile(r"(?P<name>[^\[\]]+)\[\d*\]")
 
 
 def twin_list(request: Request, name: str) -> list[str]:
@@ -23,10 +56,87 @@ def twin_list(request: Request, name: str) -> list[str]:
     TWIN's PHP SDK builds queries with ``http_build_query``, so an array arrives as
     ``name[0]=a&name[1]=b``; other clients send ``name=a,b`` or repeat ``name=a&name=b``.
     """
-    indexed = re.compile(rf"{re.escape(name)}\[\d*\]")
     values = [
         value
         for key, value in request.query_params.multi_items()
-        if key == name or indexed.fullmatch(key)
+        if key == name or ((m := _INDEXED.fullmatch(key)) is not None and m["name"] == name)
     ]
     return [item for value in values for item in id_list(value)]
+
+
+def query_time(value: str | None, name: str) -> datetime | None:
+    """A date-time filter: ISO 8601 with its offset (``Z`` too)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00+00:00.",
+            code="invalid_date",
+        ) from e
+    if parsed.tzinfo is None:
+        raise InvalidRequest(
+            f"'{name}' needs a UTC offset, e.g. 2026-01-31T09:00:00+00:00.", code="invalid_date"
+        )
+    return parsed
+
+
+def first_row(offset: int, page: int | None, limit: int) -> int:
+    """The offset a request asks for, given as ``offset`` or as TWIN's ``page``."""
+    if page is None:
+        return offset
+    if offset:
+        raise ValidationFailed(
+            "Give either 'offset' or 'page', not both.", code="conflicting_parameters"
+        )
+    return (page - 1) * limit
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {str(p.alias) for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def no_ignored_parameters(request: HTTPConnection) -> None:
+    """Refuse query parameters the route does not read, instead of answering as if unasked.
+
+    A typo (``stauts=failed``) or a TWIN option Herald lacks (``sort``) would otherwise give a
+    full, unfiltered answer that looks like the one asked for.
+    """
+    if not request.url.path.startswith("/api/"):
+        return  # webhooks and pages: providers and browsers add what they like
+    route: Any = request.scope.get("route")
+    dependant: Dependant | None = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)  # a walk over a few fields: not worth a cache
+    unsupported: list[str] = []
+    unknown: list[str] = []
+    for key, value in request.query_params.multi_items():
+        indexed = _INDEXED.fullmatch(key)
+        name = indexed["name"] if indexed else key
+        if name in known:
+            continue
+        if name in _TWIN_UNSUPPORTED:
+            # PHP sends an unset option as an empty value: nothing was asked.
+            if value:
+                unsupported.append(name)
+        else:
+            unknown.append(key)
+    if unsupported:
+        raise ValidationFailed(
+            f"Herald does not support TWIN's '{unsupported[0]}' parameter: lists are newest "
+            "first, and the API key alone chooses the project. Leave it out.",
+            code="unsupported_parameter",
+            details={"parameters": sorted(set(unsupported))},
+        )
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown query parameter '{unknown[0]}'. This route takes: "
+            f"{', '.join(sorted(known)) or 'no query parameters'}.",
+            code="unknown_parameter",
+            details={"parameters": unknown, "known": sorted(known)},
+        )

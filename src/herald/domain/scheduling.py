@@ -56,6 +56,19 @@ def parse_send_at(value: Any, *, now: datetime, horizon: timedelta) -> datetime 
     return max(when, now)
 
 
+# PHP's DateTime with timezone_type 2 carries a zone abbreviation, each a fixed UTC offset
+# (hours) in PHP's own table. The common, unambiguous ones; IST and the like mean different
+# offsets in different countries, so they are refused rather than guessed.
+_PHP_ABBREVIATIONS: dict[str, float] = {
+    "Z": 0, "UT": 0, "UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1,
+    "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "MSD": 4, "SAMT": 4, "YEKT": 5, "OMST": 6,
+    "KRAT": 7, "IRKT": 8, "AWST": 8, "YAKT": 9, "JST": 9, "KST": 9, "ACST": 9.5,
+    "VLAT": 10, "AEST": 10, "AEDT": 11, "MAGT": 11, "PETT": 12, "NZST": 12, "NZDT": 13,
+    "HST": -10, "AKST": -9, "AKDT": -8, "PST": -8, "PDT": -7, "MST": -7, "MDT": -6,
+    "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
+}  # fmt: skip
+
+
 def _from_php(value: dict[str, Any]) -> datetime:
     try:
         naive = datetime.strptime(str(value["date"]), "%Y-%m-%d %H:%M:%S.%f")
@@ -65,11 +78,14 @@ def _from_php(value: dict[str, Any]) -> datetime:
             sign = 1 if zone[0] == "+" else -1
             offset = timedelta(hours=int(hours), minutes=int(minutes)) * sign
             return naive.replace(tzinfo=UTC) - offset
+        if value.get("timezone_type") == 2:
+            return naive.replace(tzinfo=UTC) - timedelta(hours=_PHP_ABBREVIATIONS[zone.upper()])
         return naive.replace(tzinfo=ZoneInfo(zone))
     except (KeyError, ValueError) as e:
         raise InvalidSchedule(
             "sendAt object must look like {'date': 'YYYY-MM-DD HH:MM:SS.ffffff', "
-            "'timezone': 'Europe/Moscow'}",
+            "'timezone': 'Europe/Moscow'} (an IANA zone, a +03:00 offset, or an unambiguous "
+            "abbreviation such as UTC or MSK)",
             "invalid_send_at",
         ) from e
 

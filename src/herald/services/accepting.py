@@ -42,6 +42,7 @@ from herald.store.base import new_id
 from herald.store.bulk import insert_many
 from herald.store.messages import Delivery, Message, StatusEvent
 from herald.store.projects import Project
+from herald.store.tasks import Task
 
 
 def _check_callback_url(url: str | None, path: str, problems: Problems) -> None:
@@ -190,6 +191,44 @@ def plans_without_writing(request: CreateMessagesIn) -> bool:
     return not any(key.lower() == "chat" for msg in request.messages for key in msg.channels)
 
 
+async def _check_request_fields(
+    session: AsyncSession, project_id: str, request: CreateMessagesIn, problems: Problems
+) -> None:
+    """Refuse what Herald would otherwise accept and then ignore.
+
+    TWIN's SDK always sends ``companyId`` and ``validate``, as null when unset.
+    """
+    if request.company_id is not None:
+        problems.add(
+            "companyId",
+            "Herald has no companies: the API key chooses the project. Send null or leave it out.",
+            "unsupported_field",
+        )
+    if request.task_id is not None and (
+        await session.scalar(
+            select(Task.id).where(Task.id == request.task_id, Task.project_id == project_id)
+        )
+        is None
+    ):
+        problems.add("taskId", f"No task with id {request.task_id}.", "task_not_found")
+    for i, msg in enumerate(request.messages):
+        if msg.validate_ is not None:
+            problems.add(
+                f"messages[{i}].validate",
+                "Herald does not support TWIN's 'validate' yet; send null or leave it out.",
+                "unsupported_field",
+            )
+        # A chat session may go out as SMS; without channels, the template's are used.
+        keys = {key.lower() for key in msg.channels}
+        if msg.use_short_links and keys and not keys & {"sms", "chat"}:
+            problems.add(
+                f"messages[{i}].useShortLinks",
+                "useShortLinks shortens the links of SMS texts, and this message has no sms "
+                "channel; leave it out.",
+                "unsupported_field",
+            )
+
+
 async def plan_messages(
     session: AsyncSession,
     project_id: str,
@@ -209,6 +248,7 @@ async def plan_messages(
     ``held`` makes the deliveries without a due time (a send task not started yet).
     """
     problems = Problems()
+    await _check_request_fields(session, project_id, request, problems)
     project_zone = (
         await session.scalar(select(Project.default_timezone).where(Project.id == project_id))
         or policy.default_timezone

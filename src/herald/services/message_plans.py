@@ -82,7 +82,17 @@ def channel_specs(
     msg: MessageIn, template: TemplateSnapshot | None, path: str, problems: Problems
 ) -> list[tuple[str, ChannelSpec]]:
     """The message's channels in order, each parsed into its request model."""
-    raw = {key.lower(): value for key, value in msg.channels.items()}
+    raw: dict[str, Any] = {}
+    for given, value in msg.channels.items():
+        key = given.lower()
+        if key in raw:
+            problems.add(
+                f"{path}.channels.{given}",
+                f"The channel '{key}' is given twice (channel keys ignore case).",
+                "duplicate_channel",
+            )
+            continue
+        raw[key] = value
     if not raw and template is not None:
         raw = {key: {} for key in template.channels if key in SUPPORTED_CHANNELS}
     if not raw:
@@ -113,11 +123,39 @@ def channel_specs(
                     f"{path}.channels.{key}.{where}", err["msg"], pydantic_code(err["type"])
                 )
             continue
+        if isinstance(spec, RichChannelIn):
+            foreign = _foreign_fields(key, spec)
+            if foreign:
+                problems.add(
+                    f"{path}.channels.{key}.{foreign[0]}",
+                    f"The {key} channel does not take '{foreign[0]}'; its own fields are: "
+                    f"{', '.join(_RICH_FIELDS[key])}, besides text, from, provider, "
+                    "validityPeriod and required.",
+                    "unsupported_field",
+                )
+                continue
         if key == "sms" and spec.text is None and template is None:
             problems.add(f"{path}.channels.sms.text", "Field required", "missing_field")
             continue
         specs.append((key, spec))
     return specs
+
+
+# What each channel sharing RichChannelIn does with its content (wire names). Anything
+# else given would be dropped on the way to the provider.
+_RICH_FIELDS: dict[str, tuple[str, ...]] = {
+    "email": ("subject", "html", "imageUrl", "buttonUrl", "buttonText"),
+    "telegram": ("imageUrl", "buttonUrl", "buttonText"),
+    "whatsapp": ("contentSid", "templateName", "language", "templateData"),
+}
+_COMMON_FIELDS = ("text", "from", "provider", "validityPeriod", "required")
+
+
+def _foreign_fields(channel: str, spec: RichChannelIn) -> list[str]:
+    """Fields given with a value that ``channel`` has no use for."""
+    given = spec.model_dump(by_alias=True, exclude_none=True)
+    own = (*_COMMON_FIELDS, *_RICH_FIELDS.get(channel, ()))
+    return [name for name in given if name not in own]
 
 
 async def resolve_steps(

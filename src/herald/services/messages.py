@@ -27,6 +27,7 @@ from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Attempt, Delivery, Message, StatusEvent
 from herald.store.rows import DeliveryRow, MessageRow, rows_of
 from herald.store.senders import Sender
+from herald.store.templates import Template
 
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
@@ -81,6 +82,7 @@ async def get_message(session: AsyncSession, project_id: str, message_id: str) -
         attempts=[a for a in attempts if a.delivery_id == primary.id],
         links=links,
         channel_of={d.id: d.channel for d in deliveries},
+        template_name=(await _template_names(session, [message])).get(message.template_id or ""),
     )
     item["deliveries"] = [
         delivery_item(d, providers[d.id], [a for a in attempts if a.delivery_id == d.id])
@@ -111,7 +113,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, message_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), message_id
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:  # every cursor Herald gives out has its offset
+            raise ValueError(created)
+        return at, message_id
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidRequest(
             "The cursor is not one Herald gave out; start again without it.", code="invalid_cursor"
@@ -145,7 +150,17 @@ def _filtered(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
     if f.bulk_ids:
         query = query.where(Message.bulk_id.in_(f.bulk_ids))
     if f.channel:
-        query = query.where(Message.channel == f.channel.lower())
+        # Any channel the cascade reached, so a message delivered by its second channel is
+        # found under that channel too.
+        query = query.where(
+            select(Delivery.id)
+            .where(
+                Delivery.message_id == Message.id,
+                Delivery.channel == f.channel.lower(),
+                Delivery.status.not_in((Status.PENDING, Status.SKIPPED)),
+            )
+            .exists()
+        )
     if f.created_from:
         query = query.where(Message.created_at >= f.created_from)
     if f.created_to:
@@ -162,19 +177,17 @@ async def list_messages(
     cursor: str | None = None,
     offset: int = 0,
     with_count: bool = True,
+    with_items: bool = True,
 ) -> dict[str, Any]:
-    """A page of messages, newest first, in TWIN's ``{count, items}`` shape plus a cursor."""
+    """A page of messages, newest first, in TWIN's ``{count, items}`` shape plus a cursor.
+
+    TWIN's SDK reads a single message through this list (``?id=``), so each item is what
+    the single view says of the message: the channel that speaks for it, and its history.
+    """
     if not 1 <= limit <= 1000:
         raise InvalidRequest("'limit' must be between 1 and 1000.", code="invalid_limit")
     await read_snapshot(session)  # the count and the page agree
-    query = _filtered(
-        select(Message, Delivery, Sender.provider)
-        # One row per message: its first channel (the whole cascade is in the single view).
-        .join(Delivery, (Delivery.message_id == Message.id) & (Delivery.step == 0))
-        .join(Sender, Sender.id == Delivery.sender_id),
-        project_id,
-        f,
-    )
+    query = _filtered(select(Message), project_id, f)
     if cursor:
         created, last_id = _decode_cursor(cursor)
         query = query.where(
@@ -183,14 +196,15 @@ async def list_messages(
         )
     elif offset:
         query = query.offset(offset)
-    rows = (
-        await session.execute(
-            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
-        )
-    ).all()
+    rows: Sequence[Message] = []
+    if with_items:
+        rows = (
+            await session.scalars(
+                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+            )
+        ).all()
     page = rows[:limit]
-    links = await link_stats_for_messages(session, [m.id for m, _, _ in page])
-    count = -1
+    count = len(page)
     if with_count:
         count = (
             await session.scalar(
@@ -199,10 +213,57 @@ async def list_messages(
             or 0
         )
     return {
-        "count": count if with_count else len(page),
-        "items": [message_item(m, d, provider=p, links=links.get(m.id)) for m, d, p in page],
-        "nextCursor": _encode_cursor(page[-1][0]) if len(rows) > limit else None,
+        "count": count,
+        "items": await _items(session, page),
+        "nextCursor": _encode_cursor(page[-1]) if len(rows) > limit else None,
     }
+
+
+async def _items(session: AsyncSession, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """List items for ``messages``, each channel, history and name read in one query a kind."""
+    if not messages:
+        return []
+    ids = [m.id for m in messages]
+    deliveries: dict[str, list[Delivery]] = {}
+    providers: dict[str, str] = {}
+    for delivery, provider in await session.execute(
+        select(Delivery, Sender.provider)
+        .join(Sender, Sender.id == Delivery.sender_id)
+        .where(Delivery.message_id.in_(ids))
+        .order_by(Delivery.step)
+    ):
+        deliveries.setdefault(delivery.message_id, []).append(delivery)
+        providers[delivery.id] = provider
+    events: dict[str, list[StatusEvent]] = {}
+    for event in await session.scalars(
+        select(StatusEvent).where(StatusEvent.message_id.in_(ids)).order_by(StatusEvent.id)
+    ):
+        events.setdefault(event.message_id, []).append(event)
+    names = await _template_names(session, messages)
+    links = await link_stats_for_messages(session, ids)
+    items = []
+    for message in messages:
+        primary = _primary(deliveries[message.id])
+        items.append(
+            message_item(
+                message,
+                primary,
+                provider=providers[primary.id],
+                events=events.get(message.id, []),
+                links=links.get(message.id),
+                channel_of={d.id: d.channel for d in deliveries[message.id]},
+                template_name=names.get(message.template_id or ""),
+            )
+        )
+    return items
+
+
+async def _template_names(session: AsyncSession, messages: Sequence[Message]) -> dict[str, str]:
+    wanted = {m.template_id for m in messages if m.template_id}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(Template.id, Template.name).where(Template.id.in_(wanted)))
+    return {template_id: name for template_id, name in rows}
 
 
 async def cancel_messages(

@@ -75,6 +75,7 @@ def message_item(
     attempts: Sequence[Attempt] | None = None,
     links: dict[str, Any] | None = None,
     channel_of: dict[str, str] | None = None,
+    template_name: str | None = None,
 ) -> dict[str, Any]:
     """A message as TWIN's SDK parses it (never null for its non-null keys)."""
     item: dict[str, Any] = {
@@ -91,7 +92,7 @@ def message_item(
         "network": None,
         "templateId": message.template_id,
         "templateVersion": message.template_version,
-        "templateName": None,
+        "templateName": template_name,
         "destination": message.destination,
         "message": {"from": delivery.from_address, "text": delivery.body},
         "templateVariables": message.template_variables,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -12,10 +11,10 @@ from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import Offset
+from herald.api.query import ListFilter, Offset, Page, first_row, list_filter, query_time, twin_list
 from herald.bootstrap import Herald
-from herald.errors import Conflict, InvalidRequest
-from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn, id_list
+from herald.errors import Conflict, ValidationFailed
+from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
 from herald.services import accepting
 from herald.services import messages as service
 from herald.store.db import read_snapshot
@@ -23,28 +22,9 @@ from herald.store.idempotency import IdempotentRequest
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
-ListParam = Annotated[list[str] | None, Query()]
-
-
-def _ids(values: list[str] | None) -> list[str]:
-    return [i for v in values or [] for i in id_list(v)]
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00+00:00.",
-            code="invalid_date",
-        ) from e
-    if parsed.tzinfo is None:
-        raise InvalidRequest(
-            f"'{name}' needs a UTC offset, e.g. 2026-01-31T09:00:00+00:00.", code="invalid_date"
-        )
-    return parsed
+# One request is answered (and its answer kept for Idempotency-Key) in one piece: 10,000
+# results are about 2.4 MB. Larger sends belong in a file (a send task).
+MAX_RECIPIENTS = 10_000
 
 
 @router.post("", status_code=201, summary="Send messages (TWIN create batch)")
@@ -56,6 +36,14 @@ async def create_messages(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Accept messages; answers TWIN's bare array of results, one per created message."""
+    recipients = sum(len(m.destinations) for m in payload.messages)
+    if recipients > MAX_RECIPIENTS:
+        raise ValidationFailed(
+            f"This request has {recipients:,} destinations; one request takes at most "
+            f"{MAX_RECIPIENTS:,}. Split it, or send a file with POST /api/v1/messages/bulk.",
+            code="too_many_destinations",
+            details={"destinations": recipients, "max": MAX_RECIPIENTS},
+        )
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
     accept = _Acceptance(herald, project, payload, idempotency_key, fingerprint)
     try:
@@ -150,33 +138,38 @@ def _replay(stored: IdempotentRequest, fingerprint: str) -> Response:
 
 @router.get("", summary="List messages (TWIN list / get)")
 async def list_messages(
+    request: Request,
     herald: HeraldDep,
     project: ProjectId,
-    id: ListParam = None,
-    status: ListParam = None,
+    id: ListFilter = None,
+    status: ListFilter = None,
     phone: str | None = None,
-    group_id: Annotated[list[str] | None, Query(alias="groupId")] = None,
-    task_id: Annotated[list[str] | None, Query(alias="taskId")] = None,
-    bulk_id: Annotated[list[str] | None, Query(alias="bulkId")] = None,
+    group_id: Annotated[list[str] | None, list_filter("groupId")] = None,
+    flow_id: Annotated[list[str] | None, list_filter("flowId")] = None,
+    task_id: Annotated[list[str] | None, list_filter("taskId")] = None,
+    bulk_id: Annotated[list[str] | None, list_filter("bulkId")] = None,
     channel: str | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
+    page: Page = None,
     cursor: str | None = None,
     without_count: Annotated[bool, Query(alias="withoutCount")] = False,
+    without_items: Annotated[bool, Query(alias="withoutItems")] = False,
 ) -> dict[str, Any]:
-    """Newest first. Filters take a comma-separated list or repeated parameters."""
+    """Newest first, each with its status history. Filters take a comma-separated list,
+    repeated parameters or PHP's ``name[0]=…``; ``flowId`` is the same as ``groupId``."""
     f = service.MessageFilter(
-        ids=_ids(id),
-        statuses=_ids(status),
-        phone=phone,
-        group_ids=_ids(group_id),
-        task_ids=_ids(task_id),
-        bulk_ids=_ids(bulk_id),
+        ids=twin_list(request, "id"),
+        statuses=twin_list(request, "status"),
+        phone=_plus_restored(phone),
+        group_ids=twin_list(request, "groupId") + twin_list(request, "flowId"),
+        task_ids=twin_list(request, "taskId"),
+        bulk_ids=twin_list(request, "bulkId"),
         channel=channel,
-        created_from=_when(from_, "from"),
-        created_to=_when(to, "to"),
+        created_from=query_time(from_, "from"),
+        created_to=query_time(to, "to"),
     )
     async with herald.sessions() as session:
         return await service.list_messages(
@@ -185,9 +178,17 @@ async def list_messages(
             f,
             limit=limit,
             cursor=cursor,
-            offset=offset,
+            offset=first_row(offset, page, limit),
             with_count=not without_count,
+            with_items=not without_items,
         )
+
+
+def _plus_restored(phone: str | None) -> str | None:
+    """A phone filter whose unencoded ``+`` arrived as a space (``?phone=+1415…``)."""
+    if phone and phone.startswith(" ") and phone.strip().isdigit():
+        return "+" + phone.strip()
+    return phone
 
 
 @router.get("/{message_id}", summary="One message with its history and attempts")

@@ -51,8 +51,9 @@ class SenderChangesIn(_SenderSettingsIn):
         sent = self.model_dump(exclude_unset=True)
         if "phone_number_id" in sent:  # Meta's account id
             sent["account_sid"] = sent.pop("phone_number_id")
-        if sent.get("smart_encoding", False) is None:
-            del sent["smart_encoding"]
+        for flag in ("smart_encoding", "default"):  # null means "as it is", not false
+            if sent.get(flag, False) is None:
+                del sent[flag]
         return sent
 
 

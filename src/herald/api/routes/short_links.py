@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.errors import error_response
-from herald.api.query import Offset, twin_list
+from herald.api.query import Offset, Page, first_row, list_filter, twin_list
 from herald.bootstrap import Herald
 from herald.domain.links import CODE_PATTERN, to_ascii_url
 from herald.errors import HeraldError
@@ -25,8 +25,11 @@ async def list_short_links(
     request: Request,
     herald: HeraldDep,
     project: ProjectId,
+    message_id: Annotated[list[str] | None, list_filter("messageId")] = None,
+    task_id: Annotated[list[str] | None, list_filter("taskId")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
+    page: Page = None,
 ) -> dict[str, Any]:
     """Newest first. ``messageId`` and ``taskId`` filter: comma-separated, repeated or ``[i]``."""
     async with herald.sessions() as session:
@@ -36,7 +39,7 @@ async def list_short_links(
             twin_list(request, "messageId"),
             twin_list(request, "taskId"),
             limit,
-            offset,
+            first_row(offset, page, limit),
             base_url=service.short_link_base(herald.settings),
         )
 

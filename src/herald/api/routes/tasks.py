@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,8 +12,8 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import Offset
-from herald.errors import InvalidRequest, ValidationFailed
+from herald.api.query import ListFilter, Offset, Page, first_row, query_time, twin_list
+from herald.errors import Conflict, InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
 from herald.services import task_files as files
 from herald.services import task_import as importer
@@ -37,20 +36,6 @@ def _imports(request: Request) -> importer.TaskImports | None:
 def _truthy(value: str | None) -> bool:
     # TWIN's SDK sends async as "1" (true) or "" (false).
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date-time with an offset.", code="invalid_date"
-        ) from e
-    if parsed.tzinfo is None:
-        raise InvalidRequest(f"'{name}' needs a UTC offset.", code="invalid_date")
-    return parsed
 
 
 def _download(content: bytes, name: str, fmt: str) -> Response:
@@ -91,25 +76,27 @@ async def create_task(
 
 @router.get("/tasks", summary="List send tasks (TWIN list)")
 async def list_tasks(
+    request: Request,
     herald: HeraldDep,
     project: ProjectId,
     name: str | None = None,
-    status: Annotated[list[str] | None, Query()] = None,
+    status: ListFilter = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
+    page: Page = None,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
         return await service.list_tasks(
             session,
             project,
             name=name,
-            statuses=[s for v in status or [] for s in id_list(v)],
-            created_from=_when(from_, "from"),
-            created_to=_when(to, "to"),
+            statuses=twin_list(request, "status"),
+            created_from=query_time(from_, "from"),
+            created_to=query_time(to, "to"),
             limit=limit,
-            offset=offset,
+            offset=first_row(offset, page, limit),
         )
 
 
@@ -344,6 +331,15 @@ async def bulk_result(
     fmt: Annotated[Literal["csv", "xlsx"] | None, Query(alias="format")] = None,
 ) -> FileResponse:
     async with herald.sessions() as session:
+        task = await service.find_task(session, project, task_id)
+        if task.status in ("draft", "importing"):
+            # An answer now would be a file of the rows read so far, which TWIN's SDK cannot
+            # tell from a finished one.
+            raise Conflict(
+                "The file is still being read; ask again in a few seconds.",
+                code="results_not_ready",
+                details={"status": task.status, "rowsRead": task.rows_read},
+            )
         chosen = fmt or await files.result_format(session, project, task_id)
     path, name = await files.export(herald, project, task_id, kind="results", fmt=chosen)
     return _file(path, name, chosen)

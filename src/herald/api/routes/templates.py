@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import Offset, twin_list
+from herald.api.query import ListFilter, Offset, Page, first_row, twin_list
 from herald.schemas.messages import Scalar, WireModel
 from herald.services import templates as service
 from herald.services.short_links import short_link_base
@@ -84,13 +84,20 @@ async def list_templates(
     herald: HeraldDep,
     project: ProjectId,
     name: str | None = None,
+    id: ListFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    page: Page = None,
 ) -> dict[str, Any]:
     """Newest first. ``id`` filters by id: comma-separated, repeated, or ``id[0]=…``."""
     async with herald.sessions() as session:
         return await service.list_templates(
-            session, project, name=name, ids=twin_list(request, "id"), limit=limit, offset=offset
+            session,
+            project,
+            name=name,
+            ids=twin_list(request, "id"),
+            limit=limit,
+            offset=first_row(offset, page, limit),
         )
 
 
