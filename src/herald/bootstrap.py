@@ -7,6 +7,7 @@ import gc
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelAdapter
@@ -23,9 +24,10 @@ from herald.config import Settings
 from herald.errors import HeraldError
 from herald.services.batching import GroupCommitter
 from herald.services.provider_reports import TwilioReport, apply_twilio_reports
-from herald.services.vault import Vault
+from herald.services.vault import KeyProblem, Vault
 from herald.services.webchat import DbOutbox, WebChatHub
 from herald.store.db import create_engine, session_factory
+from herald.store.projects import Project
 
 
 @dataclass
@@ -97,6 +99,24 @@ def default_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
         "telegram": TelegramBot(client),
         "smtp": SmtpEmail(timeout=settings.provider_timeout_seconds),
     }
+
+
+async def check_key(herald: Herald) -> None:
+    """Refuse to run with a key that cannot open the database's secrets.
+
+    Otherwise every claim fails on the first sender it decrypts and nothing is sent, while
+    the API goes on accepting messages.
+    """
+    async with herald.sessions() as session:
+        token = await session.scalar(select(Project.webhook_secret_encrypted).limit(1))
+    if token is None:
+        return
+    try:
+        herald.vault.decrypt(token)
+    except KeyProblem:
+        if herald.vault.generated:  # ours, and wrong for this database: leave no decoy
+            herald.settings.secret_key_file.unlink(missing_ok=True)
+        raise
 
 
 def build(

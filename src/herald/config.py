@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -66,8 +68,15 @@ class Settings(BaseSettings):
     # report before the next channel is tried.
     cascade_wait_minutes: int = 60
 
-    # Twilio sets a message's price some time after its final status; fetch it then.
-    price_fetch_delay_seconds: float = 60.0
+    # Twilio sets a message's price some time after its final status; fetch it then (and, if
+    # it is not there yet, again at growing intervals for a day).
+    price_fetch_delay_seconds: float = Field(default=60.0, gt=0)
+    # A message with the provider and no final report this long after its last status change
+    # is read back from the provider (its status callback may have been lost), then again at
+    # growing intervals, until report_poll_horizon_seconds: Twilio advises polling a message
+    # not delivered or undelivered within 12 hours; one still "sent" then may well stay so.
+    report_poll_delay_seconds: float = Field(default=600.0, gt=0)
+    report_poll_horizon_seconds: float = Field(default=43200.0, gt=0)
 
     # Client callbacks (outbound webhooks)
     callback_max_attempts: int = 8
@@ -84,3 +93,22 @@ class Settings(BaseSettings):
     run_dispatcher: bool = Field(
         default=True, description="Run the dispatcher inside `herald serve` (off when scaled out)."
     )
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Checked now: a bad zone would otherwise surface as a 500 on the first send to a
+        # country with several zones.
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Paris") from e
+        return value
+
+    @property
+    def shown_database_url(self) -> str:
+        """The database URL with its password masked, for banners, logs and errors."""
+        try:
+            return make_url(self.database_url).render_as_string(hide_password=True)
+        except Exception:  # not a URL SQLAlchemy can read: nothing to mask reliably
+            return "(unreadable HERALD_DATABASE_URL)"

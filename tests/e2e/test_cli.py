@@ -42,6 +42,52 @@ def test_projects_create_prints_json_once(tmp_path: Path) -> None:
     assert (tmp_path / "herald.key").exists()  # the generated encryption key
 
 
+def test_names_are_shown_as_given_never_as_markup(tmp_path: Path) -> None:
+    env = {"HERALD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    created = run(["projects", "create", "acme[/bold]"], env, tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "acme[/bold]" in created.stdout and "hrld_" in created.stdout  # the key, shown
+    listed = run(["projects", "list"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "acme[/bold]" in listed.stdout
+
+
+def test_a_key_that_cannot_open_the_database_stops_herald_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    env = {"HERALD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    assert run(["projects", "create", "acme"], env, tmp_path).returncode == 0
+    key = tmp_path / "herald.key"
+    key.rename(tmp_path / "backup.key")
+    for command in (["worker"], ["projects", "create", "other"], ["serve", "--port", "1"]):
+        refused = run(command, env, tmp_path)
+        assert refused.returncode == 1, command
+        assert "cannot be decrypted" in refused.stderr and "created just now" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not key.exists()  # the wrong key it made is not left behind as a decoy
+    key.write_text("not a key")
+    refused = run(["worker"], env, tmp_path)
+    assert refused.returncode == 1
+    assert f"the key file {key} is not a Fernet key" in " ".join(refused.stderr.split())
+    (tmp_path / "backup.key").rename(key)
+    assert run(["projects", "create", "other"], env, tmp_path).returncode == 0
+
+
+def test_bad_configuration_is_named_in_one_line(tmp_path: Path) -> None:
+    for variable, value in [
+        ("HERALD_MAX_ATTEMPTS", "abc"),
+        ("HERALD_DEFAULT_TIMEZONE", "Mars/Base"),
+    ]:
+        result = run(["migrate"], {variable: value}, tmp_path)
+        assert result.returncode == 1, variable
+        assert variable in result.stderr and "Traceback" not in result.stderr
+    # A database that cannot be reached: the error says so, without the password.
+    url = "postgresql+asyncpg://herald:s3cret@127.0.0.1:1/herald"
+    result = run(["migrate"], {"HERALD_DATABASE_URL": url}, tmp_path)
+    assert result.returncode == 1
+    assert "could not migrate" in result.stderr and "s3cret" not in result.stderr
+
+
 def test_help_is_helpful(tmp_path: Path) -> None:
     result = run(["--help"], {}, tmp_path)
     assert result.returncode == 0
@@ -157,6 +203,8 @@ async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
         ) as client:
             await wait_up(client, processes[0], log)
             assert "dispatcher off" in log.read_text()
+            # No HERALD_PUBLIC_URL: callbacks are told to come back to this very port.
+            assert f"public URL http://127.0.0.1:{port};" in log.read_text()
             message_id = await send_sms(client, "+15005550006", "for a worker")
             # The sandbox answers at once: an in-process dispatcher would be done by now.
             await asyncio.sleep(1.0)

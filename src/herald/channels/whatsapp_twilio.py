@@ -30,7 +30,7 @@ def _text(message: OutboundMessage) -> str:
 
 
 def whatsapp_address(number: str) -> str:
-    """``+15551234567`` or ``whatsapp:+15551234567`` as Twilio's ``whatsapp:+15551234567``."""
+    """``+14155550123`` or ``whatsapp:+14155550123`` as Twilio's ``whatsapp:+14155550123``."""
     return PREFIX + number.strip().removeprefix(PREFIX)
 
 

@@ -29,9 +29,15 @@ def fail(message: str) -> typer.Exit:
 
 def api_client(url: str, api_key: str) -> httpx.Client:
     """An HTTP client for the API, authenticated with the project's key."""
+    api_key = api_key.strip()
     if not api_key:
         raise fail(
             "no API key: pass --api-key or set HERALD_API_KEY (from 'herald projects create')."
+        )
+    if not api_key.isascii() or any(c.isspace() for c in api_key):
+        raise fail(
+            "the API key (--api-key or HERALD_API_KEY) has spaces or non-ASCII characters in "
+            "it; copy it again from 'herald projects create'."
         )
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
 
@@ -52,4 +58,12 @@ def api_call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any
         except ValueError:
             message = response.text
         raise fail(f"{response.status_code}: {message}")
-    return response.json() if response.content else None
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as e:
+        raise fail(
+            f"{client.base_url} answered something other than Herald's API; is --url / "
+            "HERALD_URL the address of 'herald serve'?"
+        ) from e

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from herald.cli.bots import bots_app
 from herald.cli.http import KeyOpt, UrlOpt
 from herald.cli.http import api_call as _call
 from herald.cli.http import api_client as _client
 from herald.cli.http import fail as _fail
-from herald.cli.output import console, err, listing
+from herald.cli.output import PlainTable, console, err, listing
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
 from herald.config import Settings
+
+if TYPE_CHECKING:
+    from herald.bootstrap import Herald
 
 app = typer.Typer(help="Herald: self-hosted multi-channel notifications.", no_args_is_help=True)
 projects_app = typer.Typer(
@@ -41,27 +48,63 @@ app.add_typer(bots_app, name="bots")
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
 
 
+def _settings() -> Settings:
+    """The HERALD_* settings, or one line per bad variable instead of a traceback."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"HERALD_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in e.errors()
+        )
+        raise _fail(f"bad configuration: {problems}") from None
+
+
 def _migrate(settings: Settings) -> None:
     from herald.store.migrate import upgrade
 
     try:
         upgrade(settings.database_url)
     except Exception as e:
-        raise _fail(f"could not migrate {settings.database_url}: {e}") from e
+        # The driver's message may quote the URL, password and all.
+        reason = str(e).replace(settings.database_url, settings.shown_database_url)
+        raise _fail(f"could not migrate {settings.shown_database_url}: {reason}") from e
+
+
+async def _opened(settings: Settings, *, check: bool = True) -> Herald:
+    """Herald's parts, once its key is known to open the database's secrets."""
+    from herald.bootstrap import build, check_key
+    from herald.services.vault import KeyProblem
+
+    try:
+        herald = build(settings)
+    except KeyProblem as e:
+        raise _fail(str(e)) from e
+    try:
+        if check:
+            await check_key(herald)
+    except KeyProblem as e:
+        await herald.aclose()
+        raise _fail(str(e)) from e
+    return herald
 
 
 @app.command()
 def migrate() -> None:
     """Bring the database (HERALD_DATABASE_URL) to the newest schema."""
-    settings = Settings()
+    settings = _settings()
     _migrate(settings)
-    console.print(f"Database is up to date: {settings.database_url}")
+    console.print(f"Database is up to date: {settings.shown_database_url}")
+
+
+async def _closed(opening: Awaitable[Herald]) -> None:
+    await (await opening).aclose()
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     workers: Annotated[
         bool | None,
         typer.Option(
@@ -77,12 +120,18 @@ def serve(
 
     from herald.api.app import create_app
 
-    settings = Settings()
+    if "HERALD_PUBLIC_URL" not in os.environ:
+        # Callbacks must reach this very process: --port 8001 alone would otherwise leave
+        # Twilio reporting to :8000.
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        os.environ["HERALD_PUBLIC_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{port}"
+    settings = _settings()
     _migrate(settings)
+    asyncio.run(_closed(_opened(settings)))
     dispatching = settings.run_dispatcher if workers is None else workers
     err.print(
         f"Herald on http://{host}:{port} (API docs at /docs), database "
-        f"{settings.database_url}, public URL {settings.public_url}; dispatcher "
+        f"{settings.shown_database_url}, public URL {settings.public_url}; dispatcher "
         + ("inside this process" if dispatching else "off: run 'herald worker' to send")
     )
     uvicorn.run(
@@ -97,22 +146,22 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a dispatcher process: claims due messages from the database and sends them."""
-    from herald.bootstrap import build, settle_after_start
+    from herald.bootstrap import settle_after_start
     from herald.dispatch.callbacks import CallbackSender
     from herald.dispatch.dispatcher import Dispatcher
 
-    settings = Settings()
+    settings = _settings()
     _migrate(settings)
 
     async def main() -> None:
-        herald = build(settings)
+        herald = await _opened(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         dispatcher = Dispatcher(herald)
         callbacks = CallbackSender(herald)
-        err.print(f"Herald worker {dispatcher.worker_id} on {settings.database_url}")
+        err.print(f"Herald worker {dispatcher.worker_id} on {settings.shown_database_url}")
         settle_after_start()
         try:
             await asyncio.gather(dispatcher.run(stop), callbacks.run(stop))
@@ -139,15 +188,14 @@ def projects_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Create a project; prints its API key and webhook secret (shown only this once)."""
-    from herald.bootstrap import build
     from herald.errors import HeraldError
     from herald.services.projects import create_project
 
-    settings = Settings()
+    settings = _settings()
     _migrate(settings)
 
     async def main() -> dict[str, str]:
-        herald = build(settings)
+        herald = await _opened(settings)  # a wrong key would seal the new project's secret
         try:
             async with herald.sessions() as session, session.begin():
                 created = await create_project(session, herald.vault, name)
@@ -166,7 +214,7 @@ def projects_create(
     if as_json:
         print(json.dumps(result))
         return
-    console.print(f"Project [bold]{name}[/bold] created.")
+    console.print(f"Project [bold]{escape(name)}[/bold] created.")
     console.print(f"  projectId:     {result['projectId']}")
     console.print(f"  apiKey:        [bold]{result['apiKey']}[/bold]")
     console.print(f"  webhookSecret: {result['webhookSecret']}")
@@ -179,14 +227,13 @@ def projects_create(
 @projects_app.command("list")
 def projects_list() -> None:
     """List projects (API keys are not shown: only their first characters)."""
-    from herald.bootstrap import build
     from herald.services.projects import list_projects
 
-    settings = Settings()
+    settings = _settings()
     _migrate(settings)
 
     async def main() -> list[tuple[str, str, str, str]]:
-        herald = build(settings)
+        herald = await _opened(settings, check=False)  # listing needs no secret
         try:
             async with herald.sessions() as session:
                 return [
@@ -286,7 +333,7 @@ def senders_add(
             client, "POST", "/api/v1/senders", json={k: v for k, v in body.items() if v is not None}
         )
     console.print(
-        f"Sender {sender['id']} added: {sender['provider']} {sender['from']}"
+        f"Sender {sender['id']} added: {sender['provider']} {escape(sender['from'])}"
         f"{' (default)' if sender['default'] else ''}"
     )
     if "inboundWebhookUrl" in sender:
@@ -368,7 +415,7 @@ def senders_update(
         sender = _call(client, "PATCH", f"/api/v1/senders/{sender_id}", json=changes)
     rate = f"{sender['rateLimit']}/s" if sender["rateLimit"] else "no rate limit"
     console.print(
-        f"Sender {sender['id']} updated: {sender['provider']} {sender['from']}, {rate}"
+        f"Sender {sender['id']} updated: {sender['provider']} {escape(sender['from'])}, {rate}"
         f"{' (default)' if sender['default'] else ''}"
     )
 
@@ -386,7 +433,7 @@ def senders_remove(
 
 
 def _status_table(message: dict[str, Any]) -> Table:
-    table = Table(title=f"Message {message['id']} → {message['destination'].get('phone')}")
+    table = PlainTable(title=f"Message {message['id']} → {message['destination'].get('phone')}")
     table.add_column("time")
     table.add_column("status")
     table.add_column("source")
@@ -395,7 +442,8 @@ def _status_table(message: dict[str, Any]) -> Table:
         table.add_row(event["at"], event["status"], event["source"], event["detail"] or "")
     error = message.get("error")
     if error:
-        table.caption = f"error {error['code']}: {error['message']} {error.get('moreInfo') or ''}"
+        more = error.get("moreInfo") or ""
+        table.caption = Text(f"error {error['code']}: {error['message']} {more}")
     elif message["provider"]["messageId"]:
         p = message["provider"]
         table.caption = f"{p['name']} id {p['messageId']}, {p['numSegments']} segment(s)"

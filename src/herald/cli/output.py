@@ -6,8 +6,9 @@ import os
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 
 def _width() -> int | None:
@@ -22,13 +23,26 @@ console = Console(width=_width())
 err = Console(stderr=True)
 
 
+class PlainTable(Table):
+    """A table whose text cells are shown as given, never read as Rich markup.
+
+    Cells hold what people named things: "acme[/bold]" as markup would crash the output
+    (after a project was created, before its API key was shown).
+    """
+
+    def add_row(self, *cells: RenderableType | None, **options: Any) -> None:
+        super().add_row(
+            *(Text(cell) if isinstance(cell, str) else cell for cell in cells), **options
+        )
+
+
 def listing(*headers: str, **options: Any) -> Table:
     """A table whose first column, an id people copy into the next command, never wraps.
 
     On a narrow terminal the other columns give way instead: a UUID broken over two lines
     cannot be copied.
     """
-    table = Table(**options)
+    table = PlainTable(**options)
     first, *rest = headers
     table.add_column(first, no_wrap=True, min_width=36)
     for header in rest:

@@ -59,7 +59,7 @@ def _parse(raw: str, default_region: str | None) -> PhoneCheck:
     except phonenumbers.NumberParseException as e:
         if e.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             return PhoneCheck(
-                None, f"{raw!r} has no country code; write it in E.164, like +15551234567"
+                None, f"{raw!r} has no country code; write it in E.164, like +14155550123"
             )
         return PhoneCheck(None, f"{raw!r} is not a phone number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

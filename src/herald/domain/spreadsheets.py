@@ -154,7 +154,7 @@ def normalise_phone(raw: str, default_region: str | None) -> str:
     if default_region:
         raise InvalidPhone(f"{raw!r} is not a valid phone number in {default_region} or abroad")
     raise InvalidPhone(
-        f"{raw!r} has no country code; write it like +15551234567 or set the task's defaultRegion"
+        f"{raw!r} has no country code; write it like +14155550123 or set the task's defaultRegion"
     )
 
 

@@ -133,7 +133,7 @@ def _apply(bot: Bot, fields: BotFields, vault: Vault) -> None:
             bot.phone = to_e164(fields.phone)
         except InvalidPhone as e:
             raise _invalid(
-                f"'phone' must be the bot's Twilio number in E.164, like +15551234567: {e}.",
+                f"'phone' must be the bot's Twilio number in E.164, like +14155550123: {e}.",
                 "phone",
                 "invalid_phone",
             ) from e

@@ -80,7 +80,7 @@ def _checked_from(channel: str, from_address: str) -> str:
             "" if channel == "whatsapp" else " or an alphanumeric sender ID of up to 11 characters"
         )
         raise _invalid(
-            f"'from' must be a phone number in E.164 (+15551234567){what}: {e}", "from"
+            f"'from' must be a phone number in E.164 (+14155550123){what}: {e}", "from"
         ) from e
 
 
