@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,33 @@ async def test_send_shows_the_status_until_final(settings: Settings, tmp_path: P
         )
         assert nokey.returncode == 1
         assert "API key" in nokey.stderr
+
+
+async def test_ctrl_c_while_watching_says_the_message_still_goes_out(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with running_herald(settings, run_workers=False) as herald:  # it stays queued
+        env = {"HERALD_URL": herald.url, "HERALD_API_KEY": herald.project.api_key}
+        watching = await asyncio.create_subprocess_exec(
+            HERALD,
+            *["send", "--to", "+15005550006", "--text", "watched"],
+            env={**os.environ, **env},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        async with herald.client() as client:
+            async with asyncio.timeout(30):
+                while not (await client.get("/api/v1/messages")).json()["count"]:
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # into the watching loop
+            watching.send_signal(signal.SIGINT)
+            async with asyncio.timeout(30):
+                _, stderr = await watching.communicate()
+            assert watching.returncode == 130
+            [item] = (await client.get("/api/v1/messages")).json()["items"]
+        said = " ".join(stderr.decode().split())
+        assert f"Message {item['id']} is queued and will be sent" in said
 
 
 async def test_senders_add_list_and_remove(settings: Settings, tmp_path: Path) -> None:

@@ -457,7 +457,7 @@ def send(
     from_: Annotated[
         str | None, typer.Option("--from", help="Sender (default sender if omitted).")
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to watch the status.")] = 120.0,
+    wait: Annotated[float, typer.Option(help="Seconds to watch the status.", min=0)] = 120.0,
     url: UrlOpt = "http://127.0.0.1:8000",
     api_key: KeyOpt = "",
 ) -> None:
@@ -475,11 +475,22 @@ def send(
         message_id = results[0]["id"]
         deadline = time.monotonic() + wait
         message = _call(client, "GET", f"/api/v1/messages/{message_id}")
-        with Live(_status_table(message), console=console, refresh_per_second=4) as live:
-            while message["status"] not in FINAL and time.monotonic() < deadline:
-                time.sleep(0.5)
-                message = _call(client, "GET", f"/api/v1/messages/{message_id}")
-                live.update(_status_table(message))
+        try:
+            with Live(_status_table(message), console=console, refresh_per_second=4) as live:
+                while message["status"] not in FINAL and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    message = _call(client, "GET", f"/api/v1/messages/{message_id}")
+                    live.update(_status_table(message))
+        except KeyboardInterrupt:
+            # Only the watching stops: the message was accepted and goes out all the same.
+            if not console.is_terminal:
+                console.line()
+            err.print(
+                f"Stopped watching. Message {message_id} is {message['status']} and will be "
+                f"sent; cancel it with DELETE /api/v1/messages/{message_id} while it is "
+                "not yet sent."
+            )
+            raise typer.Exit(code=130) from None
         if not console.is_terminal:
             console.line()  # Live leaves its last line open when writing to a pipe or file
     if message["status"] not in FINAL:
