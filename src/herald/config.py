@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         default=35.0, description="How far ahead sendAt may be (Twilio's own limit is 35 days)."
     )
 
+    idempotency_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long an Idempotency-Key's first answer is kept and replayed.",
+    )
+
     run_dispatcher: bool = Field(
         default=True, description="Run the dispatcher inside `herald serve` (off when scaled out)."
     )

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from herald.clock import ManualClock
 from herald.config import Settings
+from herald.store.idempotency import IdempotentRequest
 from tests.servers import RunningHerald, running_herald
 
 
@@ -276,6 +280,36 @@ async def test_idempotency_key_replays_the_first_answer(client: httpx.AsyncClien
     assert other.status_code == 409
     assert other.json()["code"] == "idempotency_key_reused"
     assert await count(client) == 1
+    # The same request serialised otherwise (spacing, escapes) is the same request.
+    respaced = json.dumps(body, indent=2, ensure_ascii=True).encode()
+    again = await client.post(
+        "/api/v1/messages",
+        content=respaced,
+        headers={"Idempotency-Key": "k1", "Content-Type": "application/json"},
+    )
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_idempotency_key_is_kept_for_its_window_then_forgotten(
+    settings: Settings,
+) -> None:
+    clock = ManualClock()
+    async with running_herald(settings, run_workers=False, clock=clock) as herald:
+        async with herald.client() as client:
+            key = {"Idempotency-Key": "nightly-1"}
+            first = await client.post("/api/v1/messages", json={"messages": [one()]}, headers=key)
+            clock.advance(23 * 3600)
+            kept = await client.post("/api/v1/messages", json={"messages": [one()]}, headers=key)
+            assert kept.headers.get("idempotent-replayed") == "true"
+            assert kept.json() == first.json()
+            clock.advance(2 * 3600)  # past HERALD_IDEMPOTENCY_HOURS (24)
+            anew = await client.post("/api/v1/messages", json={"messages": [one()]}, headers=key)
+            assert anew.status_code == 201 and "idempotent-replayed" not in anew.headers
+            assert anew.json()[0]["id"] != first.json()[0]["id"]
+            assert await count(client) == 2
+        async with herald.herald.sessions() as session:
+            stored = (await session.scalars(select(IdempotentRequest))).all()
+        assert [(r.key, r.created_at) for r in stored] == [("nightly-1", clock.now())]
 
 
 async def test_same_idempotency_key_at_once_stores_one_batch(client: httpx.AsyncClient) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.store.base import Base, UTCDateTime, utcnow
@@ -12,6 +12,7 @@ from herald.store.base import Base, UTCDateTime, utcnow
 
 class IdempotentRequest(Base):
     __tablename__ = "idempotent_requests"
+    __table_args__ = (Index(None, "project_id", "created_at"),)
 
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
@@ -30,7 +32,6 @@ MAX_RECIPIENTS = 10_000
 @router.post("", status_code=201, summary="Send messages (TWIN create batch)")
 async def create_messages(
     payload: CreateMessagesIn,
-    request: Request,
     herald: HeraldDep,
     project: ProjectId,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -44,7 +45,13 @@ async def create_messages(
             code="too_many_destinations",
             details={"destinations": recipients, "max": MAX_RECIPIENTS},
         )
-    fingerprint = hashlib.sha256(await request.body()).hexdigest()
+    # The request as parsed, so a retry that spaces or escapes its JSON differently is the
+    # same request; only computed when it is needed.
+    fingerprint = (
+        hashlib.sha256(payload.model_dump_json(by_alias=True).encode()).hexdigest()
+        if idempotency_key
+        else ""
+    )
     accept = _Acceptance(herald, project, payload, idempotency_key, fingerprint)
     try:
         response = await accept()
@@ -79,11 +86,18 @@ class _Acceptance:
         self.policy = accepting.CreationPolicy.from_settings(herald.settings)
 
     async def stored(self) -> IdempotentRequest | None:
+        """The first answer to this key, while it is kept."""
         if not self.key:
             return None
         async with self.herald.sessions() as session:
             await read_snapshot(session)
-            return await session.get(IdempotentRequest, (self.project, self.key))
+            stored = await session.get(IdempotentRequest, (self.project, self.key))
+        if stored is None or stored.created_at < self._expired_before():
+            return None
+        return stored
+
+    def _expired_before(self) -> datetime:
+        return self.herald.clock.now() - timedelta(hours=self.herald.settings.idempotency_hours)
 
     async def __call__(self) -> Response:
         if (stored := await self.stored()) is not None:
@@ -106,6 +120,13 @@ class _Acceptance:
             )
             body = json.dumps(results, separators=(",", ":"))
             if self.key:
+                # Expired answers of the project go, this key's own included (an index range).
+                await session.execute(
+                    delete(IdempotentRequest).where(
+                        IdempotentRequest.project_id == self.project,
+                        IdempotentRequest.created_at < self._expired_before(),
+                    )
+                )
                 # Stored with the messages: a retry either finds both or neither.
                 session.add(
                     IdempotentRequest(
