@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -114,6 +113,8 @@ class Settings(BaseSettings):
     @property
     def shown_database_url(self) -> str:
         """The database URL with its password masked, for banners, logs and errors."""
+        from sqlalchemy.engine import make_url  # not at import: every CLI command reads settings
+
         try:
             return make_url(self.database_url).render_as_string(hide_password=True)
         except Exception:  # not a URL SQLAlchemy can read: nothing to mask reliably

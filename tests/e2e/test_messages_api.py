@@ -500,6 +500,22 @@ async def test_senders_api_validates_and_hides_secrets(client: httpx.AsyncClient
         },
     )
     assert bad.status_code == 422 and bad.json()["details"]["field"] == "accountSid"
+    # Every problem at once, a secret of another provider among them.
+    worse = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "sms",
+            "provider": "twilio",
+            "from": "+14155550000",
+            "authToken": "t",
+            "botToken": "123:abc",
+            "rateLimit": -3,
+            "baseUrl": "notaurl",
+        },
+    )
+    assert worse.status_code == 422 and worse.json()["code"] == "invalid_sender"
+    fields = [e["field"] for e in worse.json()["details"]["errors"]]
+    assert sorted(fields) == ["accountSid", "baseUrl", "botToken", "rateLimit"]
     good = await client.post(
         "/api/v1/senders",
         json={

@@ -249,8 +249,23 @@ def projects_list() -> None:
     console.print(table)
 
 
+# senders add's account options, by their wire names.
+_ACCOUNT_OPTIONS = {
+    "account_sid": "accountSid",
+    "auth_token": "authToken",
+    "username": "username",
+    "password": "password",
+    "bot_token": "botToken",
+    "phone_number_id": "phoneNumberId",
+    "access_token": "accessToken",
+    "app_secret": "appSecret",
+    "verify_token": "verifyToken",
+}
+
+
 @senders_app.command("add")
 def senders_add(
+    ctx: typer.Context,
     from_: Annotated[
         str,
         typer.Option(
@@ -328,6 +343,15 @@ def senders_add(
         "default": default,
         "smartEncoding": smart_encoding,
     }
+    from herald.services.senders import ACCOUNT_FIELDS
+
+    used = ACCOUNT_FIELDS.get(provider.lower(), ())
+    for name, key in _ACCOUNT_OPTIONS.items():
+        # A secret exported for another provider (TWILIO_ACCOUNT_SID in a Twilio user's
+        # shell) is not this sender's. One typed on the command line is sent, and refused.
+        source = ctx.get_parameter_source(name)
+        if key not in used and source is not None and source.name == "ENVIRONMENT":
+            body[key] = None
     with _client(url, api_key) as client:
         sender = _call(
             client, "POST", "/api/v1/senders", json={k: v for k, v in body.items() if v is not None}

@@ -61,6 +61,27 @@ def _invalid(message: str, field: str, code: str = "invalid_sender") -> Validati
     return ValidationFailed(message, code=code, details={"field": field})
 
 
+class _Faults:
+    """Every problem of a sender at once, reported as one invalid_sender error."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+
+    def add(self, message: str, field: str) -> None:
+        self.items.append({"field": field, "message": message})
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        first = self.items[0]
+        more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
+        raise ValidationFailed(
+            first["message"] + more,
+            code="invalid_sender",
+            details={"field": first["field"], "errors": self.items},
+        )
+
+
 def _checked_from(channel: str, from_address: str) -> str:
     if channel == "email":
         try:
@@ -109,6 +130,18 @@ def _checked_base_url(provider: str, base_url: str | None) -> str | None:
     return base_url
 
 
+# The account fields each provider uses (wire names); any other given is refused, not stored
+# unused. Meta's phoneNumberId is kept where Twilio's accountSid is.
+ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
+    "twilio": ("accountSid", "authToken"),
+    "twilio-whatsapp": ("accountSid", "authToken"),
+    "sandbox": (),
+    "smtp": ("username", "password"),
+    "telegram": ("botToken",),
+    "meta-whatsapp": ("phoneNumberId", "accessToken", "appSecret", "verifyToken"),
+}
+
+
 def _validated(new: NewSender) -> NewSender:
     channel = new.channel.lower()
     provider = new.provider.lower()
@@ -122,21 +155,42 @@ def _validated(new: NewSender) -> NewSender:
         raise _invalid(
             f"Provider {new.provider!r} is not supported for {channel}; use {allowed}.", "provider"
         )
-    from_address = _checked_from(channel, new.from_address.strip())
-    base_url = _checked_base_url(provider, new.base_url)
+    faults = _Faults()
+    from_address, base_url = "", new.base_url
+    try:
+        from_address = _checked_from(channel, new.from_address.strip())
+    except ValidationFailed as e:
+        faults.add(e.message, "from")
+    try:
+        base_url = _checked_base_url(provider, new.base_url)
+    except ValidationFailed as e:
+        faults.add(e.message, "baseUrl")
     if new.rate_limit is not None and not (0 < new.rate_limit <= 10_000):
-        raise _invalid("'rateLimit' must be between 0 and 10000 messages per second.", "rateLimit")
+        faults.add(
+            "'rateLimit' must be more than 0 and at most 10000 messages per second.", "rateLimit"
+        )
+    given = {
+        "phoneNumberId" if provider == "meta-whatsapp" else "accountSid": new.account_sid,
+        **{key: getattr(new, field) for field, key in _SECRET_KEYS.items()},
+    }
+    for key, value in given.items():
+        if value and key not in ACCOUNT_FIELDS[provider]:
+            faults.add(f"'{key}' is not used by {provider} senders; leave it out.", key)
     if provider in ("twilio", "twilio-whatsapp"):
-        if not new.account_sid or not _ACCOUNT_SID.match(new.account_sid):
-            raise _invalid(
+        if not new.account_sid:
+            faults.add(
+                "'accountSid' is required for Twilio (AC followed by 32 hex digits).", "accountSid"
+            )
+        elif not _ACCOUNT_SID.match(new.account_sid):
+            faults.add(
                 "'accountSid' must be a Twilio Account SID: AC followed by 32 hex digits.",
                 "accountSid",
             )
         if not new.auth_token:
-            raise _invalid("'authToken' is required for Twilio.", "authToken")
+            faults.add("'authToken' is required for Twilio.", "authToken")
     if provider == "meta-whatsapp":
         if not new.account_sid or not new.account_sid.isdigit():
-            raise _invalid(
+            faults.add(
                 "'phoneNumberId' (digits, from Meta's WhatsApp Manager) is required.",
                 "phoneNumberId",
             )
@@ -146,9 +200,10 @@ def _validated(new: NewSender) -> NewSender:
             (new.verify_token, "verifyToken"),
         ):
             if not value:
-                raise _invalid(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
+                faults.add(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
     if provider == "telegram" and not new.bot_token:
-        raise _invalid("'botToken' is required for Telegram (from @BotFather).", "botToken")
+        faults.add("'botToken' is required for Telegram (from @BotFather).", "botToken")
+    faults.raise_if_any()
     return replace(
         new, channel=channel, provider=provider, from_address=from_address, base_url=base_url
     )
@@ -278,7 +333,12 @@ async def update_sender(
         rate_limit=sender.rate_limit,
         default=sender.is_default,
         smart_encoding=sender.smart_encoding,
-        **{field: secrets.get(key) for field, key in _SECRET_KEYS.items()},
+        # Only what the provider uses: older versions stored any secret they were given.
+        **{
+            field: secrets.get(key)
+            for field, key in _SECRET_KEYS.items()
+            if key in ACCOUNT_FIELDS[sender.provider]
+        },
     )
     wanted = _validated(replace(current, **changes))
     if sender.is_default and wanted.default is False:
