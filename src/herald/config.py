@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, when the database is one."""
+        prefix = "sqlite+aiosqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        path = self.database_url[len(prefix) :].split("?", 1)[0]
+        return Path(path) if path and path != ":memory:" else None
+
+    @property
     def shown_database_url(self) -> str:
         """The database URL with its password masked, for banners, logs and errors."""
         from sqlalchemy.engine import make_url  # not at import: every CLI command reads settings

@@ -38,9 +38,15 @@ def test_projects_create_prints_json_once(tmp_path: Path) -> None:
     assert set(data) == {"projectId", "apiKey", "webhookSecret"}
     assert data["apiKey"].startswith("hrld_")
     listed = run(["projects", "list"], env, tmp_path)
-    assert "acme" in listed.stdout
+    assert "acme" in listed.stdout and str(tmp_path / "cli.db") in listed.stdout
     assert data["apiKey"] not in listed.stdout  # only a prefix is ever shown again
     assert (tmp_path / "herald.key").exists()  # the generated encryption key
+    # Elsewhere, listing finds no database and says so instead of making an empty one.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = run(["projects", "list"], {}, elsewhere)
+    assert lost.returncode == 1 and "there is no database at" in lost.stderr
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_names_are_shown_as_given_never_as_markup(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def _migrate(settings: Settings) -> None:
         raise _fail(f"could not migrate {settings.shown_database_url}: {reason}") from e
 
 
-async def _opened(settings: Settings, *, check: bool = True) -> Herald:
+async def _opened(settings: Settings) -> Herald:
     """Herald's parts, once its key is known to open the database's secrets."""
     from herald.bootstrap import build, check_key
     from herald.services.vault import KeyProblem
@@ -81,8 +81,7 @@ async def _opened(settings: Settings, *, check: bool = True) -> Herald:
     except KeyProblem as e:
         raise _fail(str(e)) from e
     try:
-        if check:
-            await check_key(herald)
+        await check_key(herald)
     except KeyProblem as e:
         await herald.aclose()
         raise _fail(str(e)) from e
@@ -214,7 +213,9 @@ def projects_create(
     if as_json:
         print(json.dumps(result))
         return
-    console.print(f"Project [bold]{escape(name)}[/bold] created.")
+    console.print(
+        f"Project [bold]{escape(name)}[/bold] created in {escape(settings.shown_database_url)}."
+    )
     console.print(f"  projectId:     {result['projectId']}")
     console.print(f"  apiKey:        [bold]{result['apiKey']}[/bold]")
     console.print(f"  webhookSecret: {result['webhookSecret']}")
@@ -230,10 +231,17 @@ def projects_list() -> None:
     from herald.services.projects import list_projects
 
     settings = _settings()
+    database = settings.sqlite_path
+    if database is not None and not database.exists():
+        # Listing never creates: an empty table would suggest the projects were lost.
+        raise _fail(
+            f"there is no database at {database}. Run herald where 'herald serve' runs, or "
+            "set HERALD_DATABASE_URL to its database."
+        )
     _migrate(settings)
 
     async def main() -> list[tuple[str, str, str, str]]:
-        herald = await _opened(settings, check=False)  # listing needs no secret
+        herald = await _opened(settings)
         try:
             async with herald.sessions() as session:
                 return [
@@ -243,7 +251,9 @@ def projects_list() -> None:
         finally:
             await herald.aclose()
 
-    table = listing("projectId", "name", "apiKey", "created")
+    table = listing(
+        "projectId", "name", "apiKey", "created", caption=f"in {settings.shown_database_url}"
+    )
     for row in asyncio.run(main()):
         table.add_row(*row)
     console.print(table)
