@@ -202,6 +202,24 @@ async def test_late_and_duplicate_callbacks_never_move_backwards(
     assert message["status"] == "delivered"
     assert statuses(message).count("delivered") == 1
     assert "sent" not in statuses(message)[statuses(message).index("delivered") :]
+    # Twilio's own word for it does not go back either.
+    assert message["provider"]["status"] == "delivered"
+
+
+async def test_late_reports_leave_an_undelivered_message_undelivered(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    fake.set_outcome("+14155552671", "undelivered", 30003)
+    message_id = await send_sms(client, "+14155552671", "hello")
+    await wait_status(client, message_id, {"undelivered"})
+    await asyncio.to_thread(fake.wait_for_callbacks, 2)
+    url, params = await _callback_target(fake)
+    for status in ("sent", "delivered"):
+        late = {**params, "MessageStatus": status, "SmsStatus": status}
+        response = await _post_callback(url, late, twilio_signature(url, late, fake.auth_token))
+        assert response.status_code == 200
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert (message["status"], message["provider"]["status"]) == ("undelivered", "undelivered")
 
 
 async def test_callbacks_for_unknown_attempts_or_sids(
@@ -225,6 +243,11 @@ async def test_callbacks_for_unknown_attempts_or_sids(
     )
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_attempt"
+    # Without a valid signature, an unknown attempt looks like a known one: 403, not 404.
+    forged = twilio_signature(unknown, params, "not-the-token")
+    response = await _post_callback(unknown, params, forged)
+    assert response.status_code == 403
+    assert response.json()["code"] == "invalid_signature"
     message = (await client.get(f"/api/v1/messages/{message_id}")).json()
     assert message["status"] == "sent"
 
@@ -264,6 +287,51 @@ async def test_undelivered_report_keeps_twilio_error(
     )
     assert message["error"]["moreInfo"] == "https://www.twilio.com/docs/errors/30003"
     assert urlsplit(message["error"]["moreInfo"]).hostname == "www.twilio.com"
+
+
+async def test_an_unsubscribed_report_suppresses_the_recipient(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    # Twilio may report 21610 after accepting the message (reference §5), with or without
+    # an ErrorMessage: Herald words it itself when there is none.
+    fake.set_outcome("+14155552671", "sent")
+    message_id = await send_sms(client, "+14155552671", "hello")
+    await wait_status(client, message_id, {"sent"})
+    url, params = await _callback_target(fake)
+    failed = {**params, "MessageStatus": "failed", "SmsStatus": "failed", "ErrorCode": "21610"}
+    response = await _post_callback(url, failed, twilio_signature(url, failed, fake.auth_token))
+    assert response.status_code == 200
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert message["status"] == "failed"
+    assert message["error"]["code"] == "21610"
+    assert "unsubscribed" in message["error"]["message"]
+    assert message["error"]["message"] != "Delivery failed"
+
+    listed = (await client.get("/api/v1/suppressions", params={"to": "+14155552671"})).json()
+    assert [(s["from"], s["source"]) for s in listed["items"]] == [("+15005550006", "twilio-21610")]
+    again = await wait_status(client, await send_sms(client, "+14155552671", "hello again"))
+    assert again["status"] == "failed" and again["error"]["code"] == "recipient_opted_out"
+    assert len(fake.requests) == 1  # the second message never reached Twilio
+
+
+async def test_twilio_expiring_a_message_reads_as_expired(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    fake.set_outcome("+14155552671", "failed", 30036)
+    message_id = await send_sms(client, "+14155552671", "too late")
+    message = await wait_status(client, message_id)
+    # The same event as Herald's own expiry at the validity end, so the same outcome.
+    assert message["status"] == "expired"
+    assert message["error"]["code"] == "30036"
+    assert message["provider"]["status"] == "failed"
+
+
+async def test_sandbox_provider_status_follows_its_reports(herald: RunningHerald) -> None:
+    async with herald.client() as sandbox_client:
+        message_id = await send_sms(sandbox_client, "+14155552671", "hello")
+        message = await wait_status(sandbox_client, message_id, {"delivered"})
+    assert message["provider"]["name"] == "sandbox"
+    assert message["provider"]["status"] == "delivered"
 
 
 async def test_client_callbacks_are_retried_and_every_attempt_logged(

@@ -397,8 +397,11 @@ def test_list_filters_by_to_and_pages_newest_first(client: httpx.Client) -> None
     assert seen == mine[::-1]
 
 
-def test_list_date_sent_filters(client: httpx.Client) -> None:
+def test_list_date_sent_filters(fake: FakeTwilio, client: httpx.Client) -> None:
     sid = send(client).json()["sid"]
+    eventually(lambda: fake.messages[sid]["date_sent"] is not None)
+    fake.set_outcome("+15551230002", "queued")
+    held = send(client, To="+15551230002").json()["sid"]
     today = datetime.now(UTC).date()
     tomorrow, yesterday = today + timedelta(days=1), today - timedelta(days=1)
 
@@ -413,7 +416,59 @@ def test_list_date_sent_filters(client: httpx.Client) -> None:
     # How the SDK spells it on the wire: the operator is percent-encoded in the key.
     raw = client.get(f"{MESSAGES}?DateSent%3E={today.isoformat()}").json()
     assert [m["sid"] for m in raw["messages"]] == [sid]
+    # Still in the sender's queue: no date_sent, so no DateSent filter matches it, however
+    # wide; only a list without one shows it.
+    assert fake.messages[held]["date_sent"] is None
+    assert listed(**{"DateSent>": yesterday.isoformat()}) == [sid]
+    assert held in listed()
     twilio_error(client.get(MESSAGES, params={"DateSent": "yesterday"}), 400, 20001)
+    assert {"DateSent>": [yesterday.isoformat()]} in fake.lists
+
+
+def test_list_is_newest_date_sent_first_not_creation_order(
+    fake: FakeTwilio, client: httpx.Client
+) -> None:
+    fake.set_outcome("+15551230002", "queued")
+    held = send(client, To="+15551230002").json()["sid"]  # created first, never sent
+    first = send(client, Body="first").json()["sid"]
+    eventually(lambda: fake.messages[first]["date_sent"] is not None)
+    second = send(client, Body="second").json()["sid"]
+    eventually(lambda: fake.messages[second]["date_sent"] is not None)
+
+    seen: list[str] = []
+    url: str | None = f"{MESSAGES}?PageSize=1"
+    while url is not None:
+        page = client.get(url).json()
+        seen += [m["sid"] for m in page["messages"]]
+        url = page["next_page_uri"]
+    # Unsent first (no date_sent to sort by), then by date sent, newest first.
+    assert seen == [held, second, first]
+
+
+def test_a_create_whose_answer_is_lost_still_happened(
+    fake: FakeTwilio, client: httpx.Client
+) -> None:
+    fake.lose_answers(True)
+    with pytest.raises(httpx.RemoteProtocolError):
+        send(client, Body="did it go?")
+    fake.lose_answers(False)
+    [record] = fake.requests
+    assert record.response_status == 201 and record.sid is not None
+    eventually(lambda: fake.messages[record.sid or ""]["status"] == "delivered")
+    listed = client.get(MESSAGES, params={"To": "+15551230001"}).json()["messages"]
+    assert [m["sid"] for m in listed] == [record.sid]
+
+
+def test_fetches_are_recorded_and_prices_can_be_withheld(
+    fake: FakeTwilio, client: httpx.Client
+) -> None:
+    fake.set_priced(False)
+    sid = send(client).json()["sid"]
+    eventually(lambda: fake.messages[sid]["status"] == "delivered")
+    message = client.get(f"/2010-04-01/Accounts/{SID}/Messages/{sid}.json").json()
+    assert (message["status"], message["price"], message["price_unit"]) == ("delivered", None, None)
+    assert message["date_sent"] is not None
+    assert fake.fetches == [sid]
 
 
 def test_cancel_is_refused_and_unknown_is_404(client: httpx.Client) -> None:

@@ -3,7 +3,8 @@
 Herald's end-to-end tests and benchmarks point the Twilio adapter's base URL at it. It follows
 `shared/reference/twilio.md`: form-encoded creates with HTTP Basic auth, Twilio's error bodies
 (never `type`/`title`, which would switch twilio-python to its RFC 9457 exception), the test
-credentials' magic numbers, list paging, and signed status callbacks.
+credentials' magic numbers, list paging (newest `DateSent` first, the `DateSent` filters on
+the date sent), and signed status callbacks.
 
 In-process use::
 
@@ -51,7 +52,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 API_VERSION: Final = "2010-04-01"
 DEFAULT_ACCOUNT_SID: Final = "AC" + "0" * 32
@@ -82,7 +83,9 @@ _SENDER: Final = re.compile(
 )
 _DAY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-OUTCOMES: Final = frozenset({"delivered", "undelivered", "failed", "sent", "read"})
+# "queued" keeps a message in Twilio's sender queue for good (a backed-up queue): no date_sent,
+# no callback.
+OUTCOMES: Final = frozenset({"delivered", "undelivered", "failed", "sent", "read", "queued"})
 # A later status never gives way to an earlier one, so reversed callbacks leave the stored
 # message at its final status, as Twilio's own resource would be.
 _RANK: Final = {
@@ -238,7 +241,6 @@ class _Message:
     seq: int
     sid: str
     account_sid: str
-    day: date
     status_callback: str | None
     messaging_service_sid: str | None
     segments: int
@@ -248,6 +250,8 @@ class _Message:
     generation: int
     data: dict[str, Any]
     deleted: bool = False
+    # When it left the queue (date_sent, to the microsecond for ordering the list).
+    sent_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -535,6 +539,78 @@ def _parse_day(value: str | None) -> date | None:
     return date.fromisoformat(value)
 
 
+_ListKey = tuple[int, int, int]
+
+
+def _list_key(message: _Message) -> _ListKey:
+    """Where a message sorts in a list, highest first: newest DateSent first (reference §8).
+
+    A message not sent yet has no date_sent; it is listed before every sent one [U: Twilio
+    does not document where], newest created first.
+    """
+    sent = message.sent_at
+    if sent is None:
+        return (1, 0, message.seq)
+    return (0, int(sent.timestamp() * 1_000_000), message.seq)
+
+
+def _page_token(key: _ListKey) -> str:
+    return "PA" + "-".join(map(str, key))
+
+
+def _parse_page_token(token: str) -> _ListKey:
+    parts = token.removeprefix("PA").split("-")
+    if not token.startswith("PA") or len(parts) != 3:
+        raise ValueError(token)
+    unsent, sent, seq = (int(p) for p in parts)
+    return (unsent, sent, seq)
+
+
+def _matches_date_sent(
+    sent: datetime | None, on: date | None, after: date | None, before: date | None
+) -> bool:
+    """Whether a message sent at ``sent`` passes the DateSent filters given (None: not given).
+
+    A message never sent has no date_sent, so it matches no DateSent filter at all.
+    """
+    if on is None and after is None and before is None:
+        return True
+    if sent is None:
+        return False
+    day = sent.date()
+    return (
+        (on is None or day == on)
+        and (after is None or day >= after)
+        and (before is None or day <= before)
+    )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """A request's body, read to its end (a create is small; past 1 MiB the rest is left)."""
+    body = bytearray()
+    while len(body) <= 1 << 20:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return bytes(body)
+
+
+async def _hang_up(receive: Receive, send: Send) -> None:
+    """Close the request's connection without an answer."""
+    # ASGI cannot abort a connection; uvicorn's `send` is a bound method of the request
+    # cycle, which holds the transport. Closing it is what a dead Twilio looks like.
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    close = getattr(transport, "close", None)
+    if not callable(close):
+        raise RuntimeError("dropping connections needs uvicorn's HTTP protocol")
+    close()
+    # Returning before uvicorn sees the disconnect would make it log a missing response.
+    await asyncio.wait_for(receive(), timeout=5)
+
+
 def _loopback_parts(url: str) -> SplitResult | None:
     """The parts of ``url`` if it is an http(s) URL on this machine, else None."""
     try:
@@ -594,6 +670,9 @@ class FakeTwilio:
 
         self.requests: list[CreateRecord] = []
         self.messages: dict[str, dict[str, Any]] = {}
+        # Every fetch (the sid asked for) and every list (its query), whatever the answer.
+        self.fetches: list[str] = []
+        self.lists: list[dict[str, list[str]]] = []
         self.callbacks_sent: list[CallbackRecord] = []
         # Callbacks not answered with a 2xx (including those with no answer at all).
         self.callbacks_failed: list[CallbackRecord] = []
@@ -603,6 +682,8 @@ class FakeTwilio:
         self._outcomes: dict[str, tuple[str, int | None]] = {}
         self._failures: deque[_Failure] = deque()
         self._down = False
+        self._answers_lost = False
+        self._priced = True
         self._reversed = False
         self._generation = 0
         self._created = 0
@@ -748,6 +829,8 @@ class FakeTwilio:
             self._generation += 1
             self.requests.clear()
             self.messages.clear()
+            self.fetches.clear()
+            self.lists.clear()
             self.callbacks_sent.clear()
             self.callbacks_failed.clear()
             self._store.clear()
@@ -755,6 +838,8 @@ class FakeTwilio:
             self._outcomes.clear()
             self._failures.clear()
             self._down = False
+            self._answers_lost = False
+            self._priced = True
             self._reversed = False
             self._created = 0
 
@@ -795,6 +880,20 @@ class FakeTwilio:
         """While down, creates are read, recorded, and their connection closed unanswered."""
         with self._lock:
             self._down = down
+
+    def lose_answers(self, lost: bool) -> None:
+        """While set, creates are carried out (the message exists and goes on) but their
+        connection is closed unanswered: Twilio took the message and the answer was lost.
+
+        They are recorded as created (201, with their sid), which is what Twilio did.
+        """
+        with self._lock:
+            self._answers_lost = lost
+
+    def set_priced(self, priced: bool) -> None:
+        """Whether messages sent from now on get a price (on by default; off: never priced)."""
+        with self._lock:
+            self._priced = priced
 
     def callback_order(self, order: str) -> None:
         """Send status callbacks of messages created from now on in "normal" or "reversed" order."""
@@ -886,39 +985,44 @@ class FakeTwilio:
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self._down
+            (self._down or self._answers_lost)
             and scope["type"] == "http"
             and scope["method"] == "POST"
             and _CREATE_PATH.match(scope["path"])
         ):
-            await self._drop(scope, receive, send)
+            if self._down:
+                await self._drop(scope, receive, send)
+            else:
+                await self._create_unanswered(scope, receive, send)
             return
         await self._app(scope, receive, send)
 
     async def _drop(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read a create, record it, and close its connection without answering."""
-        body = bytearray()
-        # Bounded: a create is small; anything past 1 MiB is not worth reading to drop it.
-        while len(body) <= 1 << 20:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await _read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        params = _parse_form(headers.get("content-type", ""), bytes(body))
+        params = _parse_form(headers.get("content-type", ""), body)
         account_sid = scope["path"].split("/")[3]
         self._record_create(params, account_sid, 0, None, None)
-        # ASGI cannot abort a connection; uvicorn's `send` is a bound method of the request
-        # cycle, which holds the transport. Closing it is what a dead Twilio looks like.
-        transport = getattr(getattr(send, "__self__", None), "transport", None)
-        close = getattr(transport, "close", None)
-        if not callable(close):
-            raise RuntimeError("set_down(True) needs uvicorn's HTTP protocol to drop connections")
-        close()
-        # Returning before uvicorn sees the disconnect would make it log a missing response.
-        await asyncio.wait_for(receive(), timeout=5)
+        await _hang_up(receive, send)
+
+    async def _create_unanswered(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Carry out a create, then close its connection instead of answering."""
+        body = await _read_body(receive)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        routed = {**scope, "path_params": {"account_sid": scope["path"].split("/")[3]}}
+        response = await self._create(Request(routed, replay))
+        if response.background is not None:
+            await response.background()
+        await _hang_up(receive, send)
 
     def _authenticate(self, request: Request, account_sid: str) -> JSONResponse | None:
         token = self._accounts.get(account_sid)
@@ -1033,6 +1137,7 @@ class FakeTwilio:
                 "failed": ("failed",),
                 "read": ("sent", "delivered", "read"),
                 "sent": ("sent",),
+                "queued": (),
             }[outcome]
             if pooled:
                 steps = ("queued", *steps)
@@ -1042,7 +1147,6 @@ class FakeTwilio:
                 seq=len(self._ordered),
                 sid=sid,
                 account_sid=account_sid,
-                day=now.date(),
                 status_callback=_first(params, "StatusCallback") or None,
                 messaging_service_sid=service,
                 segments=segments,
@@ -1068,6 +1172,8 @@ class FakeTwilio:
         denied = self._authenticate(request, request.path_params["account_sid"])
         if denied is not None:
             return denied
+        with self._lock:
+            self.fetches.append(request.path_params["sid"])
         message = self._message_for(request)
         if message is None:
             return _not_found(request.url.path)
@@ -1113,6 +1219,8 @@ class FakeTwilio:
         if denied is not None:
             return denied
         query = parse_qs(request.url.query, keep_blank_values=True)
+        with self._lock:
+            self.lists.append(query)
         filters = [
             (key, query[key][0])
             for key in ("To", "From", "DateSent", "DateSent<", "DateSent>")
@@ -1126,27 +1234,25 @@ class FakeTwilio:
             page_size = min(max(int(_first(query, "PageSize") or 50), 1), 1000)
             page = max(int(_first(query, "Page") or 0), 0)
             token = _first(query, "PageToken")
-            # PageToken "PA<seq>" resumes after the last message served, so messages created
-            # between two page fetches do not shift what the next page holds.
-            before_seq = int(token[2:]) if token else None
+            # The PageToken is the list position of the last message served, so messages
+            # created (or sent) between two page fetches do not shift what the next page holds.
+            after = _parse_page_token(token) if token else None
         except ValueError:
             return _error(400, 20001, "Invalid paging or DateSent parameter")
 
-        with self._lock:
-            snapshot = list(self._ordered)
-        top = len(snapshot) if before_seq is None else min(before_seq, len(snapshot))
-        skip = 0 if before_seq is not None else page * page_size
+        with self._lock:  # sent_at changes as messages progress
+            snapshot = sorted(self._ordered, key=_list_key, reverse=True)
+        skip = 0 if after is not None else page * page_size
         items: list[_Message] = []
         more = False
-        for message in reversed(snapshot[:top]):
+        for message in snapshot:
             if (
-                message.deleted
+                (after is not None and _list_key(message) >= after)
+                or message.deleted
                 or message.account_sid != account_sid
                 or ("To" in wanted and message.data["to"] != wanted["To"])
                 or ("From" in wanted and message.data["from"] != wanted["From"])
-                or (on is not None and message.day != on)
-                or (not_after is not None and message.day > not_after)
-                or (not_before is not None and message.day < not_before)
+                or not _matches_date_sent(message.sent_at, on, not_before, not_after)
             ):
                 continue
             if skip:
@@ -1170,7 +1276,9 @@ class FakeTwilio:
                 "first_page_uri": page_uri([("Page", "0")]),
                 "messages": [message.data for message in items],
                 "next_page_uri": (
-                    page_uri([("Page", str(page + 1)), ("PageToken", f"PA{items[-1].seq}")])
+                    page_uri(
+                        [("Page", str(page + 1)), ("PageToken", _page_token(_list_key(items[-1])))]
+                    )
                     if more
                     else None
                 ),
@@ -1221,15 +1329,20 @@ class FakeTwilio:
     def _advance(self, message: _Message, status: str) -> None:
         if _RANK[status] <= _RANK[message.data["status"]]:
             return
-        stamp = _stamp(datetime.now(UTC))
+        now = datetime.now(UTC)
+        stamp = _stamp(now)
         data = {**message.data, "status": status, "date_updated": stamp}
         if data["from"] is None:
             data["from"] = _POOL_SENDER
             data["num_segments"] = str(message.segments)
         if status in ("sent", "delivered", "undelivered"):
-            data["date_sent"] = data["date_sent"] or stamp
-            data["price"] = f"-{message.segments * _PRICE_PER_SEGMENT:.5f}"
-            data["price_unit"] = "USD"
+            if data["date_sent"] is None:
+                data["date_sent"] = stamp
+                with self._lock:
+                    message.sent_at = now
+            if self._priced:
+                data["price"] = f"-{message.segments * _PRICE_PER_SEGMENT:.5f}"
+                data["price_unit"] = "USD"
         if status in ("failed", "undelivered"):
             code = message.error_code or _DEFAULT_ERROR[status]
             data["error_code"] = code

@@ -54,3 +54,18 @@ def test_herald_signature_format_and_value() -> None:
     assert t == "t=1700000000"
     expected = hmac.new(b"whsec_abc", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert v1 == f"v1={expected}"
+
+
+def test_port_variants_keep_the_host_as_written() -> None:
+    # Twilio may sign with the default port added or the port left out; the host stays as
+    # it was in the URL (case, IPv6 brackets), since the signature covers the URL's text.
+    for public, signed in [
+        ("https://Example.COM/x?a=1", "https://Example.COM:443/x?a=1"),
+        ("https://Example.COM:443/x", "https://Example.COM/x"),
+        ("https://[::1]:8443/x", "https://[::1]/x"),
+        ("http://[::1]/x", "http://[::1]:80/x"),
+    ]:
+        signature = twilio_signature(signed, PARAMS, TOKEN)
+        assert verify_twilio_signature(public, PARAMS, TOKEN, signature), (public, signed)
+    lowered = twilio_signature("https://example.com:443/x", PARAMS, TOKEN)
+    assert not verify_twilio_signature("https://Example.COM/x", PARAMS, TOKEN, lowered)

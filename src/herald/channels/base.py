@@ -57,7 +57,7 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What the provider told us when it accepted a message."""
+    """What the provider told us about a message: on accepting it, or when read back."""
 
     provider_message_id: str
     provider_status: str
@@ -65,6 +65,9 @@ class Receipt:
     price: str | None = None
     price_unit: str | None = None
     created_at: datetime | None = None
+    # The provider's asynchronous error, on a message read back as failed or undelivered.
+    error_code: str | None = None
+    error_message: str | None = None
     # Statuses an in-process provider (the sandbox) already knows, applied in order at once.
     reports: tuple[str, ...] = field(default=())
 

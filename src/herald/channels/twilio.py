@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,15 @@ from herald.channels.http import HTTPAnswer, ProviderClient, transport_errors
 DEFAULT_BASE_URL = "https://api.twilio.com"
 # Twilio's current limit for ValidityPeriod (seconds).
 MAX_VALIDITY_SECONDS = 36000
+# Whether Twilio sends Retry-After at all is unconfirmed; a value past a day is not a wait
+# anyone meant, and an unbounded one would overflow the retry time.
+MAX_RETRY_AFTER_SECONDS = 86400.0
+# Herald's clock and Twilio's may disagree by this much about when a message was created.
+CLOCK_SKEW = timedelta(seconds=5)
+# A reconciliation lists one sender-to-person pair from the attempt's start on, so its
+# messages fit in a page or two; the bound only matters for a very busy pair.
+LIST_PAGE_SIZE = 1000
+LIST_MAX_PAGES = 5
 
 
 def _retry_after(response: HTTPAnswer) -> float | None:
@@ -28,22 +38,34 @@ def _retry_after(response: HTTPAnswer) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (parsed - datetime.now(parsed.tzinfo)).total_seconds())
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (ValueError, TypeError, IndexError):
+            return None  # malformed: fall back to our own backoff
+        seconds = (parsed - datetime.now(parsed.tzinfo)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
+
+
+def _date(value: object) -> datetime | None:
+    return email.utils.parsedate_to_datetime(str(value)) if value else None
 
 
 def _receipt(data: dict[str, Any]) -> Receipt:
     segments = data.get("num_segments")
-    created = data.get("date_created")
+    error_code = data.get("error_code")
     return Receipt(
         provider_message_id=str(data["sid"]),
         provider_status=str(data.get("status") or "queued"),
         num_segments=int(segments) if segments not in (None, "") else None,
         price=data.get("price"),
         price_unit=data.get("price_unit"),
-        created_at=email.utils.parsedate_to_datetime(created) if created else None,
+        created_at=_date(data.get("date_created")),
+        error_code=str(error_code) if error_code not in (None, "") else None,
+        error_message=data.get("error_message") or None,
     )
 
 
@@ -123,19 +145,15 @@ class TwilioSms:
     async def find_sent(
         self, account: SenderAccount, message: OutboundMessage, since: datetime
     ) -> list[Receipt]:
-        # Twilio filters by day only; a day earlier covers clock skew around midnight.
-        day = (since - timedelta(days=1)).strftime("%Y-%m-%d")
+        # No DateSent filter: a message Twilio took but still holds in its sender queue has no
+        # date_sent, and a DateSent range would leave out exactly the message we look for.
         to, sender = self._addresses(account, message)
-        params: dict[str, str] | None = {
-            "To": to,
-            "From": sender,
-            "DateSent>": day,
-            "PageSize": "1000",
-        }
+        params: dict[str, str] | None = {"To": to, "From": sender, "PageSize": str(LIST_PAGE_SIZE)}
         url: str | None = self._messages_url(account)
         found: list[Receipt] = []
         base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
-        for _page in range(20):  # bounded: a reconciliation reads at most 20,000 messages
+        earliest = since - CLOCK_SKEW
+        for _page in range(LIST_MAX_PAGES):
             if url is None:
                 break
             try:
@@ -145,14 +163,22 @@ class TwilioSms:
             if response.status_code != 200:
                 raise error_from_response(response)
             data = response.json()
+            passed_since = False
             for item in data.get("messages", []):
                 receipt = _receipt(item)
                 if self._matches(item, message) and (
-                    receipt.created_at is None or receipt.created_at >= since - timedelta(seconds=5)
+                    receipt.created_at is None or receipt.created_at >= earliest
                 ):
                     found.append(receipt)
+                # Twilio lists newest DateSent first. A message sent before the attempt began
+                # was created before it, and so was everything listed after it: stop there.
+                # Unsent ones (no date_sent) are taken to come first, as they would in
+                # creation order; where Twilio puts them is undocumented. An old date_created
+                # is no such mark: a long-queued message may be sent after the attempt's.
+                sent = _date(item.get("date_sent"))
+                passed_since = passed_since or (sent is not None and sent < earliest)
             next_uri = data.get("next_page_uri")
-            url, params = (base + next_uri, None) if next_uri else (None, None)
+            url, params = (base + next_uri, None) if next_uri and not passed_since else (None, None)
         return found
 
     async def fetch(self, account: SenderAccount, provider_message_id: str) -> Receipt:
@@ -185,6 +211,30 @@ STATUS_MAP: dict[str, str | None] = {
     "receiving": None,
     "received": None,
 }
+
+# How far along each status is, so a late or repeated report never sets an earlier one:
+# callbacks may arrive out of order (reference §3). Endings share a rank: none follows another.
+STATUS_RANK: dict[str, int] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "receiving": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "received": 4,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+def is_later_status(current: str | None, reported: str) -> bool:
+    """Whether ``reported`` is news after ``current``: unknown statuses never replace known ones."""
+    if current is None:
+        return True
+    return STATUS_RANK.get(reported, -1) > STATUS_RANK.get(current, -1)
 
 
 def more_info_url(code: str) -> str:

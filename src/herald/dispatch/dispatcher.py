@@ -30,15 +30,15 @@ from herald.channels.base import (
     Receipt,
     SenderAccount,
 )
-from herald.channels.twilio import STATUS_MAP
+from herald.domain.polling import PollSchedule
 from herald.domain.retry import RetryPolicy
 from herald.domain.scheduling import first_due
 from herald.domain.statuses import Status
 from herald.domain.time_windows import TimeRange, is_allowed, parse_ranges
 from herald.services.bots import last_inbound_any
-from herald.services.provider_reports import PRICED, schedule_price_fetch
+from herald.services.provider_reports import PRICED, apply_reported, note_provider_status
 from herald.services.senders import account_of
-from herald.services.suppressions import record_suppression, refuse_suppressed
+from herald.services.suppressions import OPT_OUT_CODES, refuse_suppressed
 from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.store.queue import SENDABLE, Claimed, claim_due
 from herald.store.rows import (
@@ -56,11 +56,9 @@ from herald.store.senders import Sender
 
 log = logging.getLogger("herald.dispatch")
 
+# Twilio prices a message within minutes of its final status; after a day there is no point.
 PRICE_PATIENCE = timedelta(days=1)
 WHATSAPP_WINDOW = timedelta(hours=24)
-# Provider answers meaning the person does not want messages from this sender.
-SUPPRESSING = {"21610": "twilio-21610", "telegram_blocked": "telegram-blocked"}
-PRICE_RETRY = timedelta(minutes=5)
 # Built once (see store.rows.by_ids).
 _SENDERS = select(Sender).where(by_ids(Sender.id))
 
@@ -111,7 +109,7 @@ def _ranges(raw: tuple[tuple[str, ...], ...]) -> list[TimeRange]:
 
 @dataclass(slots=True)
 class _Job:
-    kind: str  # "send" | "reconcile" | "price"
+    kind: str  # "send" | "reconcile" | "fetch" (read back: lost reports, price)
     delivery_id: str
     attempt_id: str
     attempt_started: datetime
@@ -135,7 +133,20 @@ class Dispatcher:
             max_seconds=self.settings.retry_max_seconds,
         )
         self.reconcile_delay = timedelta(seconds=self.settings.reconcile_delay_seconds)
-        self.price_delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
+        # A lost status callback is never resent by Twilio (it retries only a failed connect),
+        # so a message still with the provider is read back now and then, until Twilio's
+        # advised 12 hours. The first poll is set with the write that records the provider's
+        # answer, and a report that comes replaces it (with the price fetch, or with nothing
+        # once final): a message whose reports arrive costs no extra request or write.
+        self.polling = PollSchedule(
+            self.settings.report_poll_delay_seconds, self.settings.report_poll_horizon_seconds
+        )
+        self.pricing = PollSchedule(
+            self.settings.price_fetch_delay_seconds, PRICE_PATIENCE.total_seconds()
+        )
+        self._fetching = frozenset(
+            name for name, a in herald.adapters.items() if isinstance(a, FetchingAdapter)
+        )
         self._accounts: dict[str, tuple[tuple[str | None, ...], SenderAccount]] = {}
         self._in_flight = asyncio.Semaphore(self.settings.dispatch_concurrency)
 
@@ -332,19 +343,21 @@ class Dispatcher:
             if d.status in (Status.SENDING, Status.SENT) and d.expires_at and now >= d.expires_at:
                 waited = f" ({d.validity_minutes} min)" if d.validity_minutes else ""
                 self._expire(changes, d, m, now, f"no delivery report within its validity{waited}")
-            elif self._wants_price(d, now):
-                account = self._account(senders[d.sender_id])
-                if isinstance(self.herald.adapters.get(account.provider), FetchingAdapter):
-                    return _Job(
-                        kind="price",
-                        delivery_id=d.id,
-                        attempt_id="",
-                        attempt_started=now,
-                        account=account,
-                        outbound=OutboundMessage(to=d.to_address, body=""),
-                        slot=None,
-                        provider_message_id=d.provider_message_id,
-                    )
+            elif (
+                d.provider_message_id is not None
+                and senders[d.sender_id].provider in self._fetching
+                and (d.status in (Status.SENDING, Status.SENT) or self._wants_price(d))
+            ):
+                return _Job(
+                    kind="fetch",
+                    delivery_id=d.id,
+                    attempt_id="",
+                    attempt_started=now,
+                    account=self._account(senders[d.sender_id]),
+                    outbound=OutboundMessage(to=d.to_address, body=""),
+                    slot=None,
+                    provider_message_id=d.provider_message_id,
+                )
             # Otherwise nothing to do: final, or with the provider and waiting for reports.
             d.next_attempt_at = None
             d.lease_owner = None
@@ -374,15 +387,26 @@ class Dispatcher:
         return last is None or now - last >= WHATSAPP_WINDOW
 
     @staticmethod
-    def _wants_price(d: DeliveryRow, now: datetime) -> bool:
-        # Twilio prices a message within minutes; after a day there is no point asking.
-        since = d.delivered_at or d.updated_at
-        return (
-            d.status in PRICED
-            and d.price is None
-            and d.provider_message_id is not None
-            and now - since < PRICE_PATIENCE
-        )
+    def _wants_price(d: DeliveryRow) -> bool:
+        # How long to keep asking is the pricing schedule's to say (see _next_look).
+        return d.status in PRICED and d.price is None and d.provider_message_id is not None
+
+    def _next_look(self, d: DeliveryRow, provider: str, now: datetime) -> datetime | None:
+        """When to come back to a delivery nobody is retrying: to read it back, or to expire it.
+
+        Still with the provider: poll for the report on ``polling`` from its last status
+        change, and in any case come back at its validity end to expire it. Ended and charged
+        for: fetch the price on ``pricing`` from its final status.
+        """
+        fetching = provider in self._fetching and d.provider_message_id is not None
+        if d.status in (Status.SENDING, Status.SENT):
+            at = _after(self.polling, d.updated_at, now) if fetching else None
+            if d.expires_at is not None and (at is None or d.expires_at < at):
+                at = d.expires_at
+            return at
+        if fetching and self._wants_price(d):
+            return _after(self.pricing, d.delivered_at or d.updated_at, now)
+        return None
 
     def _expire(
         self,
@@ -454,7 +478,7 @@ class Dispatcher:
             try:
                 if job.kind == "send":
                     job.outcome = await adapter.send(job.account, job.outbound)
-                elif job.kind == "price":
+                elif job.kind == "fetch":
                     assert isinstance(adapter, FetchingAdapter) and job.provider_message_id
                     job.outcome = await adapter.fetch(job.account, job.provider_message_id)
                 else:
@@ -504,48 +528,26 @@ class Dispatcher:
             changes = Changes(siblings=await load_siblings(session, rows.values()))
             for job in jobs:
                 delivery, message = rows[job.delivery_id]
-                if job.kind == "price":
-                    self._record_price(changes, job, delivery, now)
-                    continue
-                attempt = attempts[job.attempt_id]
                 if delivery.lease_owner != self.worker_id:
                     # Our lease ran out and another worker took the row over; it decides now.
                     continue
                 delivery.lease_owner = None
                 delivery.next_attempt_at = None
                 changes.touch(delivery)
-                if job.kind == "send":
+                if job.kind == "fetch":
+                    self._record_fetch(changes, job, delivery, message, now)
+                elif job.kind == "send":
+                    attempt = attempts[job.attempt_id]
                     self._record_send(changes, job, delivery, message, attempt, now)
-                    if (
-                        delivery.status in (Status.SENDING, Status.SENT)
-                        and delivery.next_attempt_at is None
-                        and delivery.expires_at
-                    ):
-                        # Come back at the validity end to expire it if no report arrived.
-                        delivery.next_attempt_at = delivery.expires_at
-                    elif delivery.next_attempt_at is None:
-                        # Its final report came while we held it: fetch the price later.
-                        schedule_price_fetch(delivery, now, self.price_delay)
                 else:
+                    attempt = attempts[job.attempt_id]
                     self._record_reconcile(
                         changes, job, delivery, message, attempt, now, known_sids
                     )
+                if delivery.next_attempt_at is None:  # no retry or reconciliation is due
+                    # Written with the outcome itself: the UPDATE is made anyway.
+                    delivery.next_attempt_at = self._next_look(delivery, job.account.provider, now)
             await changes.write(session)
-            for job in jobs:
-                outcome = job.outcome
-                if isinstance(outcome, PermanentError) and outcome.code in SUPPRESSING:
-                    # The person texted STOP (Twilio 21610) or blocked the bot (Telegram):
-                    # remember it against the destination, so later sends skip it at once.
-                    delivery, _ = rows[job.delivery_id]
-                    await record_suppression(
-                        session,
-                        delivery.project_id,
-                        delivery.channel,
-                        delivery.from_address,
-                        delivery.to_address,
-                        source="twilio-21610",
-                        at=now,
-                    )
 
     async def _known_sids(self, session: AsyncSession, jobs: list[_Job]) -> set[str]:
         sids = [
@@ -580,40 +582,65 @@ class Dispatcher:
         attempt.http_status = attempt.http_status or 201
         changes.touch(attempt)
         delivery.provider_message_id = receipt.provider_message_id
-        delivery.provider_status = delivery.provider_status or receipt.provider_status
         if receipt.num_segments is not None:
             delivery.num_segments = receipt.num_segments
         if receipt.price is not None:
             delivery.price, delivery.price_unit = receipt.price, receipt.price_unit
         reports: tuple[str, ...] = (receipt.provider_status, *receipt.reports)
+        for report in reports:
+            note_provider_status(delivery, report)
         if job_provider in SILENT_PROVIDERS:
             # No delivery report will ever come: the provider taking it is as good as it gets.
-            reports = ("delivered",)
-        for report in reports:
-            mapped = STATUS_MAP.get(report)
-            if mapped:
-                apply_status(
-                    changes,
-                    message,
-                    delivery,
-                    Status(mapped),
-                    source="provider",
-                    at=now,
-                    attempt_id=attempt.id,
-                )
-
-    def _record_price(
-        self, changes: Changes, job: _Job, delivery: DeliveryRow, now: datetime
-    ) -> None:
-        if delivery.lease_owner != self.worker_id:
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.DELIVERED,
+                source="provider",
+                at=now,
+                attempt_id=attempt.id,
+            )
             return
-        delivery.lease_owner = None
-        delivery.next_attempt_at = None
-        changes.touch(delivery)
-        if isinstance(job.outcome, Receipt) and job.outcome.price is not None:
-            delivery.price, delivery.price_unit = job.outcome.price, job.outcome.price_unit
-        elif self._wants_price(delivery, now):
-            delivery.next_attempt_at = now + PRICE_RETRY
+        for report in reports:
+            apply_reported(
+                changes,
+                message,
+                delivery,
+                report,
+                source="provider",
+                at=now,
+                attempt=attempt,
+                error_code=receipt.error_code,
+                error_message=receipt.error_message,
+                label=None,
+            )
+
+    def _record_fetch(
+        self, changes: Changes, job: _Job, delivery: DeliveryRow, message: MessageRow, now: datetime
+    ) -> None:
+        """Apply what reading a message back said: its status (a report that may have been
+        lost) through the same path as a callback, and its price once set.
+
+        An error is not retried here: the next look on the schedule is the retry.
+        """
+        outcome = job.outcome
+        if not isinstance(outcome, Receipt):
+            return
+        if outcome.provider_message_id != delivery.provider_message_id:
+            return
+        if outcome.price is not None:
+            delivery.price, delivery.price_unit = outcome.price, outcome.price_unit
+        note_provider_status(delivery, outcome.provider_status)
+        apply_reported(
+            changes,
+            message,
+            delivery,
+            outcome.provider_status,
+            source="provider-poll",
+            at=now,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+        )
 
     def _record_send(
         self,
@@ -629,6 +656,10 @@ class Dispatcher:
             self._accept(changes, job.account.provider, outcome, delivery, message, attempt, now)
             return
         assert isinstance(outcome, ProviderError)
+        if isinstance(outcome, PermanentError) and outcome.code in OPT_OUT_CODES:
+            # The person texted STOP (Twilio 21610) or blocked the bot (Telegram): remember
+            # it against the destination, so later sends skip it at once.
+            changes.suppress(delivery, OPT_OUT_CODES[outcome.code], now)
         if attempt.state != "in_flight":
             return  # a status callback already told us how this attempt went
         changes.touch(attempt)
@@ -639,12 +670,37 @@ class Dispatcher:
             return
         attempt.state = "failed"
         attempt.finished_at = now
-        error = ErrorInfo(outcome.code, outcome.message, outcome.more_info)
-        delay = (
-            None
-            if isinstance(outcome, PermanentError)
-            else self.policy.delay(delivery.attempt_count, retry_after=outcome.retry_after)
+        self._retry_or_fail(
+            changes,
+            delivery,
+            message,
+            attempt,
+            now,
+            ErrorInfo(outcome.code, outcome.message, outcome.more_info),
+            why=f"attempt {attempt.number} failed ({outcome.code})",
+            retry=not isinstance(outcome, PermanentError),
+            retry_after=outcome.retry_after,
         )
+
+    def _retry_or_fail(
+        self,
+        changes: Changes,
+        delivery: DeliveryRow,
+        message: MessageRow,
+        attempt: AttemptRow,
+        now: datetime,
+        error: ErrorInfo,
+        *,
+        why: str,
+        retry: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        """After an attempt that did not reach the provider: queue the next one after a
+        backoff, or end the delivery (failed when retrying cannot help or attempts ran out,
+        expired when the next one would come after its validity)."""
+        delay = None
+        if retry:
+            delay = self.policy.delay(delivery.attempt_count, retry_after=retry_after)
         if (
             delay is not None
             and delivery.expires_at is not None
@@ -660,11 +716,6 @@ class Dispatcher:
             )
             return
         if delay is None:
-            gave_up = (
-                None
-                if isinstance(outcome, PermanentError)
-                else (f"gave up after {delivery.attempt_count} attempts")
-            )
             apply_status(
                 changes,
                 message,
@@ -674,22 +725,21 @@ class Dispatcher:
                 at=now,
                 attempt_id=attempt.id,
                 error=error,
-                detail=gave_up,
+                detail=f"gave up after {delivery.attempt_count} attempts" if retry else None,
             )
-        else:
-            apply_status(
-                changes,
-                message,
-                delivery,
-                Status.QUEUED,
-                source="dispatcher",
-                at=now,
-                attempt_id=attempt.id,
-                error=error,
-                detail=f"attempt {attempt.number} failed ({outcome.code}); "
-                f"retrying in {delay:.1f}s",
-            )
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
+            return
+        apply_status(
+            changes,
+            message,
+            delivery,
+            Status.QUEUED,
+            source="dispatcher",
+            at=now,
+            attempt_id=attempt.id,
+            error=error,
+            detail=f"{why}; retrying in {delay:.1f}s",
+        )
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
 
     def _record_reconcile(
         self,
@@ -713,17 +763,24 @@ class Dispatcher:
                 return
             attempt.state = "not_sent"
             attempt.finished_at = now
-            apply_status(
+            # Never reached the provider: an attempt like any failed one, so the resend
+            # waits its backoff and counts against max_attempts; a provider that keeps
+            # dropping the connection must not be sent to in a tight loop.
+            self._retry_or_fail(
                 changes,
-                message,
                 delivery,
-                Status.QUEUED,
-                source="dispatcher",
-                at=now,
-                attempt_id=attempt.id,
-                detail=f"attempt {attempt.number} never reached the provider; sending again",
+                message,
+                attempt,
+                now,
+                ErrorInfo(
+                    attempt.error_code or "attempt_not_sent",
+                    attempt.error_message
+                    or f"Attempt {attempt.number} never reached the provider.",
+                    attempt.error_more_info,
+                ),
+                why=f"attempt {attempt.number} never reached the provider",
+                retry=True,
             )
-            delivery.next_attempt_at = now
             return
         give_up_at = attempt.started_at + timedelta(
             seconds=self.settings.unknown_outcome_timeout_seconds
@@ -749,3 +806,9 @@ class Dispatcher:
             )
             return
         delivery.next_attempt_at = now + self.reconcile_delay * 6
+
+
+def _after(schedule: PollSchedule, start: datetime, now: datetime) -> datetime | None:
+    """The next time on ``schedule`` (counted from ``start``) after ``now``; None when done."""
+    offset = schedule.next_offset((now - start).total_seconds())
+    return None if offset is None else start + timedelta(seconds=offset)

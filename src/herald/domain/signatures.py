@@ -25,12 +25,15 @@ def _port_variants(url: str) -> list[str]:
     Twilio signs "inconsistently" with respect to ports, so its own SDKs accept any of these.
     """
     split = urlsplit(url)
-    host = split.hostname or ""
-    default = 443 if split.scheme == "https" else 80
-    userinfo = split.netloc.rpartition("@")[0]
-    prefix = f"{userinfo}@" if userinfo else ""
-    without = urlunsplit(split._replace(netloc=prefix + host))
-    with_default = urlunsplit(split._replace(netloc=f"{prefix}{host}:{split.port or default}"))
+    userinfo, at, hostport = split.netloc.rpartition("@")
+    # The host exactly as written (case, IPv6 brackets): Twilio's SDKs rebuild these URLs
+    # from the netloc, and the signature covers the URL's text, not the host it names.
+    bracketed = hostport.find("]") + 1 if hostport.startswith("[") else 0
+    name, _, port = hostport[bracketed:].partition(":")
+    host = hostport[:bracketed] + name
+    default = "443" if split.scheme == "https" else "80"
+    without = urlunsplit(split._replace(netloc=f"{userinfo}{at}{host}"))
+    with_default = urlunsplit(split._replace(netloc=f"{userinfo}{at}{host}:{port or default}"))
     return list(dict.fromkeys([url, without, with_default]))
 
 

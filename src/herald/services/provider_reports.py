@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.channels.twilio import STATUS_MAP, more_info_url
+from herald.channels.twilio import STATUS_MAP, is_later_status, more_info_url
 from herald.domain.signatures import verify_twilio_signature
 from herald.domain.statuses import FINAL, Status
 from herald.errors import Conflict, Forbidden, HeraldError, NotFound
+from herald.services.suppressions import OPT_OUT_CODES
 from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.services.vault import Vault
 from herald.store.rows import (
@@ -29,6 +30,8 @@ from herald.store.senders import Sender
 
 # Twilio's asynchronous delivery errors, worded for the message view.
 TWILIO_ERRORS = {
+    "21610": "The recipient unsubscribed from this sender (replied STOP); "
+    "they must text START to receive messages from it again",
     "30001": "Queue overflow",
     "30002": "Account suspended",
     "30003": "Unreachable destination handset",
@@ -62,14 +65,19 @@ class TwilioReport:
 _DELIVERY_OF = select(ATTEMPTS.c.id, ATTEMPTS.c.delivery_id).where(by_ids(ATTEMPTS.c.id))
 _SECRETS = select(Sender.id, Sender.credentials_encrypted).where(by_ids(Sender.id))
 
-PRICED = frozenset({Status.DELIVERED, Status.READ, Status.UNDELIVERED, Status.FAILED})
+# Twilio's code for a message still queued when its ValidityPeriod ran out.
+EXPIRED_AT_TWILIO = "30036"
+
+# Statuses whose price is worth reading back. A failed message could not be sent: neither
+# the reference nor any captured answer shows one priced, and asking costs a request each.
+PRICED = frozenset({Status.DELIVERED, Status.READ, Status.UNDELIVERED})
 
 
 def schedule_price_fetch(delivery: DeliveryRow, now: datetime, delay: timedelta) -> None:
     """Come back for the price once Twilio has had time to set it.
 
     Status callbacks carry no price; a fetch of the message some time after its final status
-    does.
+    does. This replaces a pending poll for reports (the fetch answers that too).
     """
     if delivery.status in PRICED and delivery.price is None and delivery.provider_message_id:
         delivery.next_attempt_at = now + delay
@@ -104,20 +112,27 @@ async def apply_twilio_reports(
             _SECRETS, {"ids": list({d.sender_id for d, _ in rows.values()})}
         )
     }
+
+    def known(report: TwilioReport) -> bool:
+        delivery_id = delivery_of.get(report.attempt_id)
+        return delivery_id in rows and rows[delivery_id][0].sender_id in tokens
+
+    unknown = [r for r in reports if not known(r)]
+    account_tokens = await _tokens_of_accounts(session, vault, unknown) if unknown else {}
     changes = Changes(siblings=await load_siblings(session, rows.values()))
     results: list[bool | HeraldError] = []
     for report in reports:
         try:
-            delivery_id = delivery_of.get(report.attempt_id)
-            if (
-                delivery_id is None
-                or delivery_id not in rows
-                or rows[delivery_id][0].sender_id not in tokens
-            ):
+            if not known(report):
+                # Only a caller who can sign as the account named may learn that the attempt
+                # does not exist; anyone else gets the same 403 as for a known one.
+                account = _first(report.params, "AccountSid") or ""
+                if not any(_is_signed(report, t) for t in account_tokens.get(account, ())):
+                    raise _forged()
                 raise NotFound(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )
-            delivery, message = rows[delivery_id]
+            delivery, message = rows[delivery_of[report.attempt_id]]
             moved = _apply_one(
                 changes,
                 report,
@@ -135,6 +150,37 @@ async def apply_twilio_reports(
     return results
 
 
+async def _tokens_of_accounts(
+    session: AsyncSession, vault: Vault, reports: Sequence[TwilioReport]
+) -> dict[str, list[str]]:
+    """The auth tokens of the Twilio accounts these reports name, removed senders included."""
+    accounts = {_first(r.params, "AccountSid") for r in reports} - {None}
+    if not accounts:
+        return {}
+    found: dict[str, list[str]] = {}
+    query = select(Sender.account_id, Sender.credentials_encrypted).where(
+        Sender.account_id.in_(accounts)
+    )
+    for account, secret in await session.execute(query):
+        token = vault.decrypt_json(secret).get("authToken", "")
+        found.setdefault(account or "", []).append(token)
+    return found
+
+
+def _is_signed(report: TwilioReport, token: str) -> bool:
+    return bool(
+        report.signature
+        and token
+        and verify_twilio_signature(report.url, report.params, token, report.signature)
+    )
+
+
+def _forged() -> Forbidden:
+    return Forbidden(
+        "The X-Twilio-Signature header does not match this request.", code="invalid_signature"
+    )
+
+
 def _apply_one(
     changes: Changes,
     report: TwilioReport,
@@ -144,14 +190,8 @@ def _apply_one(
     token: str,
 ) -> bool:
     params, now = report.params, report.received_at
-    if (
-        not report.signature
-        or not token
-        or not verify_twilio_signature(report.url, params, token, report.signature)
-    ):
-        raise Forbidden(
-            "The X-Twilio-Signature header does not match this request.", code="invalid_signature"
-        )
+    if not _is_signed(report, token):
+        raise _forged()
     sid = _first(params, "MessageSid") or _first(params, "SmsSid")
     reported = (_first(params, "MessageStatus") or _first(params, "SmsStatus") or "").lower()
     if not sid or not reported:
@@ -171,27 +211,73 @@ def _apply_one(
         attempt.finished_at = attempt.finished_at or now
     if delivery.provider_message_id in (None, sid):
         delivery.provider_message_id = sid
+        note_provider_status(delivery, reported)
+    return apply_reported(
+        changes,
+        message,
+        delivery,
+        reported,
+        source="twilio-callback",
+        at=now,
+        attempt=attempt,
+        error_code=_first(params, "ErrorCode"),
+        error_message=_first(params, "ErrorMessage"),
+    )
+
+
+def note_provider_status(delivery: DeliveryRow, reported: str) -> None:
+    """Keep the provider's own word for the message, never going back to an earlier one."""
+    if is_later_status(delivery.provider_status, reported):
         delivery.provider_status = reported
 
+
+def apply_reported(
+    changes: Changes,
+    message: MessageRow,
+    delivery: DeliveryRow,
+    reported: str,
+    *,
+    source: str,
+    at: datetime,
+    attempt: AttemptRow | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    label: str | None = "Twilio",
+) -> bool:
+    """Apply one status Twilio reported (callback, fetch or list); True if the message moved.
+
+    Every way Twilio's word reaches Herald goes through here, so each keeps Twilio's error,
+    records an opt-out, and is monotonic alike. ``label`` names the provider in the history.
+    """
     mapped = STATUS_MAP.get(reported)
     if mapped is None:
         return False
+    new = Status(mapped)
     error = None
-    code = _first(params, "ErrorCode")
-    if code and mapped in ("failed", "undelivered"):
-        text = _first(params, "ErrorMessage") or TWILIO_ERRORS.get(code, "Delivery failed")
-        error = ErrorInfo(code, text, more_info_url(code))
-        attempt.error_code, attempt.error_message = code, text
-        attempt.error_more_info = error.more_info
-    detail = f"Twilio {reported}" + (f" ({code} {error.message})" if error else "")
+    if error_code and new in (Status.FAILED, Status.UNDELIVERED):
+        text = error_message or TWILIO_ERRORS.get(error_code, f"Twilio error {error_code}")
+        error = ErrorInfo(error_code, text, more_info_url(error_code))
+        if attempt is not None:
+            changes.touch(attempt)
+            attempt.error_code, attempt.error_message = error_code, text
+            attempt.error_more_info = error.more_info
+        if error_code in OPT_OUT_CODES:
+            # The person told Twilio STOP: later sends to them must not even be tried.
+            changes.suppress(delivery, OPT_OUT_CODES[error_code], at)
+        if error_code == EXPIRED_AT_TWILIO:
+            # Twilio dropped it from its queue at the validity end Herald passed: the same
+            # event as Herald's own expiry, so the same outcome, whichever is noticed first.
+            new = Status.EXPIRED
+    shown = f"{label} {reported}" if label else reported
+    detail = f"{shown} ({error.code} {error.message})" if error else (shown if label else None)
     moved = apply_status(
         changes,
         message,
         delivery,
-        Status(mapped),
-        source="twilio-callback",
-        at=now,
-        attempt_id=attempt.id,
+        new,
+        source=source,
+        at=at,
+        attempt_id=attempt.id if attempt else None,
         error=error,
         detail=detail,
     )
@@ -200,12 +286,12 @@ def _apply_one(
             changes,
             message,
             delivery,
-            Status(mapped),
-            source="twilio-callback",
-            detail=detail,
-            at=now,
-            attempt_id=attempt.id,
-            error_code=code,
+            new,
+            source=source,
+            detail=detail or shown,
+            at=at,
+            attempt_id=attempt.id if attempt else None,
+            error_code=error_code,
         )
     return moved
 

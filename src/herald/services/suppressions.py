@@ -22,6 +22,11 @@ from herald.store.bots import Suppression
 # Checked at once per query; keeps the IN list well inside every database's limits.
 _CHUNK = 500
 
+# Provider error codes meaning the person does not want messages from this sender, with the
+# suppression source each records: Twilio's 21610 (they replied STOP, reported when sending
+# or later in a status report), Telegram's blocked bot.
+OPT_OUT_CODES = {"21610": "twilio-21610", "telegram_blocked": "telegram-blocked"}
+
 
 def bare(address: str) -> str:
     """An address without its channel prefix (``whatsapp:+1…`` → ``+1…``)."""

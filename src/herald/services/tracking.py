@@ -19,6 +19,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.statuses import FAILURES, FINAL, SUCCESS, Status, can_move, message_status
+from herald.services.suppressions import record_suppression
 from herald.services.views import callback_payload
 from herald.store.base import new_id
 from herald.store.bulk import insert_many, update_many
@@ -65,6 +66,8 @@ class Changes:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     # Every delivery of each cascading message, so a status change can move the cascade on.
     siblings: dict[str, list[DeliveryRow]] = field(default_factory=dict)
+    # Destinations a provider said opted out: (delivery, suppression source, when).
+    suppressions: list[tuple[DeliveryRow, str, datetime]] = field(default_factory=list)
 
     def touch(self, obj: AnyRow) -> None:
         """Mark a row as changed."""
@@ -74,6 +77,10 @@ class Changes:
             self.messages[obj.id] = obj
         else:
             self.attempts[obj.id] = obj
+
+    def suppress(self, delivery: DeliveryRow, source: str, at: datetime) -> None:
+        """Suppress the delivery's sender-to-person pair when the changes are written."""
+        self.suppressions.append((delivery, source, at))
 
     def new_attempt(self, delivery: DeliveryRow, at: datetime) -> AttemptRow:
         """A new in-flight attempt for ``delivery`` (its attempt_count is incremented)."""
@@ -122,6 +129,17 @@ class Changes:
                 await update_many(connection, table, params)
         await insert_many(connection, _EVENTS, self.events)
         await insert_many(connection, _CALLBACKS, self.callbacks)
+        # Rare (an opt-out), so one at a time: each must survive a concurrent duplicate.
+        for delivery, source, at in self.suppressions:
+            await record_suppression(
+                session,
+                delivery.project_id,
+                delivery.channel,
+                delivery.from_address,
+                delivery.to_address,
+                source,
+                at=at,
+            )
 
 
 def apply_status(
