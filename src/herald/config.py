@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -99,6 +101,18 @@ class Settings(BaseSettings):
         default=True, description="Run the dispatcher inside `herald serve` (off when scaled out)."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # The usual ways of writing a database URL name no async driver; SQLAlchemy's own
+        # words for that ("Can't load plugin", "requires an async driver") do not say what to do.
+        scheme = value.split("://", 1)[0].lower()
+        if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+            raise ValueError(f"write postgresql+asyncpg://… instead of {scheme}://…")
+        if scheme in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"write sqlite+aiosqlite:///path instead of {scheme}:///path")
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -128,3 +142,22 @@ class Settings(BaseSettings):
             return make_url(self.database_url).render_as_string(hide_password=True)
         except Exception:  # not a URL SQLAlchemy can read: nothing to mask reliably
             return "(unreadable HERALD_DATABASE_URL)"
+
+
+# Read by the CLI's commands that talk to a running Herald, not settings of the server.
+_CLIENT_VARIABLES = ("HERALD_URL", "HERALD_API_KEY")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """HERALD_* variables Herald does not read, each with the closest it does, if any.
+
+    A misspelt one (HERALD_DATABSE_URL) is otherwise ignored without a word, and Herald runs
+    on its default instead.
+    """
+    known = [f"HERALD_{name.upper()}" for name in Settings.model_fields] + list(_CLIENT_VARIABLES)
+    found = []
+    for name in sorted(environ):
+        if name.startswith("HERALD_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found

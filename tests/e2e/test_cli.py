@@ -81,13 +81,19 @@ def test_a_key_that_cannot_open_the_database_stops_herald_before_anything_runs(
 
 
 def test_bad_configuration_is_named_in_one_line(tmp_path: Path) -> None:
-    for variable, value in [
-        ("HERALD_MAX_ATTEMPTS", "abc"),
-        ("HERALD_DEFAULT_TIMEZONE", "Mars/Base"),
+    for variable, value, said in [
+        ("HERALD_MAX_ATTEMPTS", "abc", "integer"),
+        ("HERALD_DEFAULT_TIMEZONE", "Mars/Base", "IANA time zone"),
+        ("HERALD_DATABASE_URL", "postgres://herald@127.0.0.1/herald", "postgresql+asyncpg://"),
+        ("HERALD_DATABASE_URL", "sqlite:///herald.db", "sqlite+aiosqlite:///"),
     ]:
         result = run(["migrate"], {variable: value}, tmp_path)
         assert result.returncode == 1, variable
-        assert variable in result.stderr and "Traceback" not in result.stderr
+        assert variable in result.stderr and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    misspelt = run(["migrate"], {"HERALD_DATABSE_URL": "x"}, tmp_path)
+    assert misspelt.returncode == 0
+    assert "HERALD_DATABSE_URL (did you mean HERALD_DATABASE_URL?)" in misspelt.stderr
     # A database that cannot be reached: the error says so, without the password.
     url = "postgresql+asyncpg://herald:s3cret@127.0.0.1:1/herald"
     result = run(["migrate"], {"HERALD_DATABASE_URL": url}, tmp_path)

@@ -59,6 +59,7 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
         "missing_field",
     ),
     ("empty text", {"messages": [one(text="")]}, 422, "invalid_field"),
+    ("blank text", {"messages": [one(text="  \n ")]}, 422, "blank_text"),
     ("text over 1600", {"messages": [one(text="a" * 1601)]}, 422, "text_too_long"),
     (
         "unknown channel field",

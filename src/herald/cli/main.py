@@ -26,7 +26,7 @@ from herald.cli.http import fail as _fail
 from herald.cli.output import PlainTable, console, err, listing
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
-from herald.config import Settings
+from herald.config import Settings, unknown_variables
 
 if TYPE_CHECKING:
     from herald.bootstrap import Herald
@@ -36,7 +36,8 @@ projects_app = typer.Typer(
     help="Create and list projects (tenants and their API keys).", no_args_is_help=True
 )
 senders_app = typer.Typer(
-    help="Register and list the provider accounts a project sends from.", no_args_is_help=True
+    help="Register, list, change and remove the provider accounts a project sends from.",
+    no_args_is_help=True,
 )
 app.add_typer(projects_app, name="projects")
 app.add_typer(senders_app, name="senders")
@@ -50,6 +51,8 @@ FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
 
 def _settings() -> Settings:
     """The HERALD_* settings, or one line per bad variable instead of a traceback."""
+    for name in unknown_variables(os.environ):
+        err.print(f"[yellow]warning:[/yellow] {escape(name)} is not a Herald setting; ignored.")
     try:
         return Settings()
     except ValidationError as e:
@@ -413,10 +416,15 @@ def senders_update(
     base_url: Annotated[str | None, typer.Option(help="Provider API base URL.")] = None,
     account_sid: Annotated[str | None, typer.Option(help="Twilio Account SID.")] = None,
     auth_token: Annotated[str | None, typer.Option(help="New Twilio auth token.")] = None,
+    username: Annotated[str | None, typer.Option(help="New SMTP user name.")] = None,
     password: Annotated[str | None, typer.Option(help="New SMTP password.")] = None,
     bot_token: Annotated[str | None, typer.Option(help="New Telegram bot token.")] = None,
+    phone_number_id: Annotated[
+        str | None, typer.Option(help="Meta WhatsApp phone number ID.")
+    ] = None,
     access_token: Annotated[str | None, typer.Option(help="New Meta access token.")] = None,
     app_secret: Annotated[str | None, typer.Option(help="New Meta app secret.")] = None,
+    verify_token: Annotated[str | None, typer.Option(help="New Meta verify token.")] = None,
     url: UrlOpt = "http://127.0.0.1:8000",
     api_key: KeyOpt = "",
 ) -> None:
@@ -433,10 +441,13 @@ def senders_update(
         "baseUrl": base_url,
         "accountSid": account_sid,
         "authToken": auth_token,
+        "username": username,
         "password": password,
         "botToken": bot_token,
+        "phoneNumberId": phone_number_id,
         "accessToken": access_token,
         "appSecret": app_secret,
+        "verifyToken": verify_token,
     }
     changes = {k: v for k, v in body.items() if v is not None}
     if default:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 
-def _width() -> int | None:
-    # Piped into grep, a file or another program, Rich assumes 80 columns and squeezes
-    # tables to fit, cutting values short; a terminal (or COLUMNS) keeps its own width.
-    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+def _width(stream: TextIO) -> int | None:
+    # Piped into grep, a file, a log or another program, Rich assumes 80 columns and wraps
+    # or squeezes to fit, breaking paths and cutting values short; a terminal (or COLUMNS)
+    # keeps its own width.
+    if stream.isatty() or "COLUMNS" in os.environ:
         return None
     return 400
 
 
-console = Console(width=_width())
-err = Console(stderr=True)
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 
 class PlainTable(Table):

@@ -64,6 +64,8 @@ def compose_sms(
     if not isinstance(text, str) or not text:
         where = f"template {template.name!r} has" if template else "the request has"
         raise CompositionProblem(f"no SMS text: {where} no channels.sms.text", "missing_text")
+    if not text.strip():
+        raise CompositionProblem("the SMS text is only blanks; nothing would be said", "blank_text")
     links: list[PlannedLink] = []
     if short_links_base is not None:
         text, links = shorten_text(text, short_links_base)
@@ -119,7 +121,7 @@ def compose_rich(
     else:
         content = dict(overrides)
     text = content.get("text") if isinstance(content.get("text"), str) else None
-    if not text and not (channel == "email" and content.get("html")):
+    if not (text and text.strip()) and not (channel == "email" and content.get("html")):
         raise CompositionProblem(f"no {channel} text: give channels.{channel}.text", "missing_text")
     limit = TEXT_LIMITS.get(channel)
     if text and limit and len(text) > limit:

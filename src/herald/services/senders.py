@@ -291,7 +291,8 @@ async def add_sender(
             await session.flush()
     except IntegrityError as e:
         raise Conflict(
-            f"This project already has a {new.channel} sender from {new.from_address}.",
+            f"This project already has a {new.channel} sender from {new.from_address}; change "
+            "it in place with PATCH /api/v1/senders/{id} (herald senders update ID).",
             code="sender_exists",
         ) from e
     return sender
@@ -472,17 +473,29 @@ class SenderDirectory:
             for sender in senders:
                 if sender.from_address == wanted:
                     return sender
+            known = sorted(s.from_address for s in senders)
             raise ValidationFailed(
-                f"No {channel} sender is registered with from {from_address!r}. Register it "
-                "with POST /api/v1/senders, or leave 'from' out to use the default sender.",
+                f"No {channel} sender is registered with from {from_address!r}"
+                + (f" (there are: {', '.join(known)})" if known else "")
+                + ". Register it (POST /api/v1/senders, herald senders add), or leave 'from' "
+                "out to use the default sender.",
                 code="unknown_sender",
-                details={"from": from_address},
+                details={"from": from_address, "senders": known},
             )
         for sender in senders:
             if sender.is_default:
                 return sender
+        if senders:
+            raise ValidationFailed(
+                f"The project has no default {channel} sender: make one of its senders the "
+                "default (PATCH /api/v1/senders/{id} with default: true, herald senders update "
+                "ID --default), or name one in 'from'.",
+                code="no_sender",
+                details={"senders": sorted(s.from_address for s in senders)},
+            )
         raise ValidationFailed(
-            f"The project has no default {channel} sender; register one with POST /api/v1/senders.",
+            f"The project has no {channel} sender; register one (POST /api/v1/senders, "
+            "herald senders add).",
             code="no_sender",
         )
 
