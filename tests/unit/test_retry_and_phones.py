@@ -46,6 +46,10 @@ def test_full_jitter_spreads_a_burst() -> None:
         ("+79161234567", "+79161234567"),
         ("+15005550006", "+15005550006"),  # Twilio's magic test number
         ("+447911123456", "+447911123456"),
+        # TWIN's own form: E.164 digits without the +.
+        ("79161234567", "+79161234567"),
+        ("14155552671", "+14155552671"),
+        ("15005550006", "+15005550006"),
     ],
 )
 def test_valid_numbers_become_e164(raw: str, expected: str) -> None:
@@ -62,3 +66,18 @@ def test_national_format_needs_a_region() -> None:
     assert to_e164("8 916 123-45-67", "RU") == "+79161234567"
     with pytest.raises(InvalidPhone):
         to_e164("8 916 123-45-67")
+
+
+@pytest.mark.parametrize(
+    "national",
+    [
+        "4155552671",  # a US number without its 1: not Switzerland's +41 55…
+        "89161234567",  # Russian, with the trunk 8
+        "07911123456",  # British, with the trunk 0
+        "9876543210",  # Indian, 10 digits: not Iran's +98…
+        "11987654321",  # Brazilian, with its area code
+    ],
+)
+def test_digits_without_a_plus_are_never_read_as_another_country(national: str) -> None:
+    with pytest.raises(InvalidPhone, match="no country code"):
+        to_e164(national)

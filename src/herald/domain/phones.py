@@ -43,6 +43,18 @@ def remember(checks: dict[tuple[str, str | None], PhoneCheck]) -> None:
         del _known[key]
 
 
+def _digits_as_international(digits: str) -> PhoneCheck | None:
+    """A number written in TWIN's way, E.164 without the ``+`` (79161234567), when valid.
+
+    Only 11 digits or more, none leading with 0: national numbers are shorter (the US and
+    India use 10 digits) or start with a trunk 0, so one is never read as another country's.
+    """
+    if len(digits) < 11 or not digits.isdigit() or digits[0] == "0":
+        return None
+    found = _parse("+" + digits, None)
+    return found if found.phone is not None else None
+
+
 def check(raw: str, default_region: str | None = None) -> PhoneCheck:
     """Parse ``raw`` without raising: the number, or the problem with it."""
     known = _known.get((raw, default_region))
@@ -58,6 +70,9 @@ def _parse(raw: str, default_region: str | None) -> PhoneCheck:
         parsed = phonenumbers.parse(raw.strip(), default_region)
     except phonenumbers.NumberParseException as e:
         if e.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            international = _digits_as_international(raw.strip())
+            if international is not None:
+                return international
             return PhoneCheck(
                 None, f"{raw!r} has no country code; write it in E.164, like +14155550123"
             )
