@@ -274,6 +274,38 @@ async def test_bulk_sync_answers_with_the_results_file(client: httpx.AsyncClient
     assert rows[0]["status"] in ("queued", "sending", "sent", "delivered")
 
 
+async def test_bulk_joins_repeated_csv_parts_into_one_send(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    header = ["phone", "text"]
+    parts = [
+        ("messages", ("a.csv", csv_bytes([header, ["+14155552671", "one"]]))),
+        # The second without a final newline, the third with a BOM and CRLF lines.
+        ("messages", ("b.csv", csv_bytes([header, ["+14155552672", "two"]]).rstrip(b"\r\n"))),
+        (
+            "messages",
+            ("c.csv", b"\xef\xbb\xbfphone,text\r\n+14155552673,three\r\n"),
+        ),
+    ]
+    response = await client.post("/api/v1/messages/bulk", files=parts, data={"async": ""})
+    assert response.status_code == 200, response.text
+    rows = read_csv(response.content)
+    assert [r["text"] for r in rows] == ["one", "two", "three"]
+    tasks = (await client.get("/api/v1/tasks")).json()
+    assert tasks["count"] == 1  # one send, one results file
+
+    for other in [
+        ("d.csv", csv_bytes([["mobile", "text"], ["+14155552674", "four"]])),
+        ("e.xlsx", xlsx_bytes([header, ["+14155552675", "five"]])),
+    ]:
+        refused = await client.post(
+            "/api/v1/messages/bulk", files=[parts[0], ("messages", other)], data={"async": ""}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "files_not_joinable"
+    assert (await client.get("/api/v1/tasks")).json()["count"] == 1  # nothing made
+
+
 async def test_pause_resume_cancel_while_sending(
     client: httpx.AsyncClient, fake: FakeTwilio, herald: RunningHerald
 ) -> None:

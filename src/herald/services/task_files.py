@@ -12,14 +12,14 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
-from herald.errors import InvalidRequest
+from herald.errors import InvalidRequest, ValidationFailed
 from herald.services.message_plans import SUPPORTED_CHANNELS
 from herald.services.tasks import destination_columns, find_task, task_channels
 from herald.services.templates import load_template, variables_in
@@ -31,6 +31,45 @@ EXAMPLES = {
     "email": "ann@example.com",
     "messengerUserId": "123456789",
 }
+
+
+def joined_csv(parts: Sequence[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
+    """Several CSV files with one header as one file: the header once, then every row.
+
+    TWIN's bulk upload may repeat its file part, one send made of several files. A file
+    whose first line differs, or one that is not CSV, is refused rather than mixed in.
+    """
+    joined: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+    header: bytes | None = None
+    for name, source in parts:
+        first = source.readline()
+        if sheets.file_format(name, first) != "csv":
+            joined.close()
+            raise ValidationFailed(
+                f"{name!r} is not CSV; several files are joined into one send only when all "
+                "are CSV with the same header. Send an XLSX file on its own.",
+                code="files_not_joinable",
+            )
+        line = first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+        if header is None:
+            header = line
+            joined.write(first if first.endswith(b"\n") else first + b"\n")
+        elif line != header:
+            joined.close()
+            raise ValidationFailed(
+                f"{name!r} has other columns than the first file ({line[:200]!r} against "
+                f"{header[:200]!r}); files are joined into one send only when their headers "
+                "are the same.",
+                code="files_not_joinable",
+            )
+        last = b"\n"
+        while chunk := source.read(1024 * 1024):
+            joined.write(chunk)
+            last = chunk[-1:]
+        if last != b"\n":
+            joined.write(b"\n")
+    joined.seek(0)
+    return joined
 
 
 def sample_columns(channels: dict[str, dict[str, Any]]) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -287,10 +288,6 @@ async def bulk(
 ) -> Response:
     """A task made, filled and started in one call. ``async=1`` answers ``{"id"}`` at once;
     otherwise the answer is the results file once every row is imported."""
-    if len(messages) != 1:
-        raise InvalidRequest(
-            "Send exactly one file in the 'messages' part.", code="one_file_per_request"
-        )
     upload_file = messages[0]
     payload = service.CreateTaskIn(
         name=(name or upload_file.filename or "bulk")[:200],
@@ -299,17 +296,25 @@ async def bulk(
         policy=policy,
         default_region=default_region or None,
     )
-    async with herald.sessions() as session, session.begin():
-        task = await service.create_task(
-            session,
-            project,
-            payload,
-            now=herald.clock.now(),
-            policy=CreationPolicy.from_settings(herald.settings),
+    source: IO[bytes] = upload_file.file
+    if len(messages) > 1:
+        parts = [(part.filename, part.file) for part in messages]
+        source = await asyncio.to_thread(files.joined_csv, parts)
+    try:
+        async with herald.sessions() as session, session.begin():
+            task = await service.create_task(
+                session,
+                project,
+                payload,
+                now=herald.clock.now(),
+                policy=CreationPolicy.from_settings(herald.settings),
+            )
+        await service.attach_file(
+            herald, project, task.id, source, upload_file.filename, start=True
         )
-    await service.attach_file(
-        herald, project, task.id, upload_file.file, upload_file.filename, start=True
-    )
+    finally:
+        if source is not upload_file.file:
+            source.close()
     imports = _imports(request)
     if _truthy(async_form) and imports is not None:
         imports.start(task.id)
