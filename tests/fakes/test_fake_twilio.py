@@ -53,14 +53,16 @@ class Receiver:
 
     def __init__(self) -> None:
         self.hits: list[Hit] = []
-        hits = self.hits
+        self.failing = 0  # how many of the next requests get a 503
+        hits, receiver = self.hits, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length).decode()
                 hits.append(Hit(self.path, dict(self.headers.items()), body))
-                self.send_response(200)
+                failing, receiver.failing = receiver.failing > 0, max(0, receiver.failing - 1)
+                self.send_response(503 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -98,6 +100,7 @@ def module_fake() -> Iterator[FakeTwilio]:
 def fake(module_fake: FakeTwilio, receiver: Receiver) -> FakeTwilio:
     module_fake.reset()
     receiver.hits.clear()
+    receiver.failing = 0
     return module_fake
 
 
@@ -485,6 +488,34 @@ def test_cancel_is_refused_and_unknown_is_404(client: httpx.Client) -> None:
 
 def callback_statuses(receiver: Receiver) -> list[str]:
     return [parse_qs(hit.body)["MessageStatus"][0] for hit in receiver.hits]
+
+
+@pytest.mark.parametrize(
+    ("fragment", "attempts", "answer"),
+    [
+        ("", 1, 503),  # Twilio's default: a 5xx is not retried
+        ("#rc=3&rp=ct,rt,5xx", 3, 200),  # Herald's override: retried until it lands
+        ("#rc=1&rp=5xx", 2, 503),  # at most rc retries
+        ("#rc=3&rp=4xx", 1, 503),  # only on what rp names
+    ],
+)
+def test_connection_overrides_in_the_fragment_retry_callbacks(
+    fake: FakeTwilio,
+    client: httpx.Client,
+    receiver: Receiver,
+    fragment: str,
+    attempts: int,
+    answer: int,
+) -> None:
+    receiver.failing = 2
+    fake.set_outcome("+15551230009", "failed", 30007)  # one callback, for a short count
+    send(client, To="+15551230009", StatusCallback=receiver.url + "/cb" + fragment)
+    fake.wait_for_callbacks(1)
+    [record] = fake.callbacks_sent
+    assert (record.attempts, record.status_code) == (attempts, answer)
+    assert record.url == receiver.url + "/cb"  # the fragment is neither sent nor signed
+    tokens = {hit.headers["I-Twilio-Idempotency-Token"] for hit in receiver.hits}
+    assert len(receiver.hits) == attempts and len(tokens) == 1  # retries carry one token
 
 
 def test_callbacks_are_signed_and_in_order(

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Final
-from urllib.parse import SplitResult, parse_qs, quote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import uvicorn
@@ -357,6 +357,19 @@ class _Slots:
                 fut.set_result(None)  # the slot passes straight to the oldest waiter
                 return
         self._free += 1
+
+
+def _connection_overrides(fragment: str) -> tuple[int, frozenset[str]]:
+    """Twilio's retries for one callback URL: how many (rc, at most 5) and on what (rp).
+
+    Without overrides Twilio retries once, and only a connection it could not make.
+    """
+    overrides = dict(parse_qsl(fragment))
+    try:
+        retries = max(0, min(int(overrides.get("rc", "1")), 5))
+    except ValueError:
+        retries = 1
+    return retries, frozenset(overrides.get("rp", "ct").split(","))
 
 
 class _CallbackClient:
@@ -1379,7 +1392,7 @@ class FakeTwilio:
         self, message: _Message, status: str, url: str, running: _Running
     ) -> None:
         # Twilio neither sends nor signs the fragment (it only carries connection overrides).
-        url = url.partition("#")[0]
+        url, _, fragment = url.partition("#")
         params = self._callback_params(message, status)
         signature = twilio_signature(url, params, self._accounts[message.account_sid])
         parts = _loopback_parts(url)
@@ -1398,19 +1411,20 @@ class FakeTwilio:
         status_code: int | None = None
         error: str | None = None
         attempts = 0
-        # Twilio retries once, and only when the connection could not be made.
-        while attempts < 2:
+        retries, policy = _connection_overrides(fragment)
+        while True:
             attempts += 1
+            status_code, error = None, None
             try:
                 status_code = await client.post(parts, content, headers)
             except _ConnectFailed as exc:
-                error = f"connect failed: {exc}"
-                continue
+                error, failure = f"connect failed: {exc}", "ct"
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error, failure = f"{type(exc).__name__}: {exc}", "rt"
             else:
-                error = None
-            break
+                failure = f"{status_code // 100}xx" if status_code >= 400 else ""
+            if not failure or attempts > retries or not ({failure, "all"} & policy):
+                break
         self._record_callback(message, url, params, signature, status_code, attempts, error)
 
     def _record_callback(

@@ -151,7 +151,12 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(self.settings.dispatch_concurrency)
 
     def status_callback_url(self, attempt_id: str) -> str:
-        return f"{self.settings.public_url.rstrip('/')}/webhooks/twilio/status/{attempt_id}"
+        # The fragment is Twilio's connection override: by default it retries a callback
+        # only when it cannot connect, so one Herald answered 5xx or too slowly (a restart,
+        # a long lock) would be lost until the next read-back. Handling is idempotent, so a
+        # retry of one that did land changes nothing. Twilio does not sign the fragment.
+        base = self.settings.public_url.rstrip("/")
+        return f"{base}/webhooks/twilio/status/{attempt_id}#rc=3&rp=ct,rt,5xx"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and process batches until ``stop`` is set; batches overlap for throughput."""
