@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -103,6 +104,55 @@ async def test_outside_the_window_the_approved_template_goes(
     assert request.payload["type"] == "template"
     assert request.payload["template"]["name"] == "table_ready"
     assert request.payload["template"]["language"] == {"code": "en"}
+
+
+async def test_a_late_report_does_not_take_the_providers_status_back(
+    herald: RunningHerald, meta: FakeMetaWhatsApp, sender: dict[str, Any]
+) -> None:
+    await asyncio.to_thread(meta.send_inbound, PHONE.lstrip("+"), "hi there")
+    async with herald.client() as client:
+        message_id = (await client.post("/api/v1/messages", json=send_body())).json()[0]["id"]
+        message = await wait_status(client, message_id, {"delivered", "read"})
+        reached = message["provider"]["status"]
+        late = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "1",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"phone_number_id": meta.phone_number_id},
+                                "statuses": [
+                                    {
+                                        "id": message["provider"]["messageId"],
+                                        "status": "sent",
+                                        "timestamp": "1",
+                                        "recipient_id": PHONE.lstrip("+"),
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        body = json.dumps(late).encode()
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                meta.webhook_url or "",
+                content=body,
+                headers={
+                    "X-Hub-Signature-256": signature_for(meta.app_secret, body),
+                    "Content-Type": "application/json",
+                },
+            )
+        assert answer.status_code == 200
+        after = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert reached in ("delivered", "read")
+    assert (after["status"], after["provider"]["status"]) == (message["status"], reached)
 
 
 async def test_forged_webhook_is_refused(

@@ -17,7 +17,7 @@ from herald.channels.whatsapp_meta import (
 from herald.domain.statuses import Status
 from herald.errors import Forbidden, InvalidRequest, NotFound
 from herald.services.bots import record_inbound_activity
-from herald.services.provider_reports import note_late_report
+from herald.services.provider_reports import note_late_report, note_provider_status
 from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.services.vault import Vault
 from herald.store.db import is_postgres
@@ -109,7 +109,7 @@ async def apply_meta_webhook(
         if report.wamid not in rows:
             continue  # not ours, or already deleted: Meta wants a 200 regardless
         delivery, message = rows[report.wamid]
-        delivery.provider_status = report.status
+        note_provider_status(delivery, report.status)  # Meta's words rank as Twilio's do
         changes.touch(delivery)
         error = None
         if report.status == "failed" and report.error_code is not None:
