@@ -515,7 +515,7 @@ async def test_senders_api_validates_and_hides_secrets(client: httpx.AsyncClient
         },
     )
     assert worse.status_code == 422 and worse.json()["code"] == "invalid_sender"
-    fields = [e["field"] for e in worse.json()["details"]["errors"]]
+    fields = [e["path"] for e in worse.json()["details"]["errors"]]
     assert sorted(fields) == ["accountSid", "baseUrl", "botToken", "rateLimit"]
     good = await client.post(
         "/api/v1/senders",

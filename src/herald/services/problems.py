@@ -16,14 +16,19 @@ class Problems:
         if item not in self.items:  # one literal text shared by many destinations
             self.items.append(item)
 
+    def summary(self, *, with_path: bool = True) -> str:
+        """The first problem's sentence, and how many more there are."""
+        first = self.items[0]
+        more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
+        said = f"{first['path']}: {first['message']}" if with_path else first["message"]
+        return said + more
+
     def raise_if_any(self) -> None:
         """A 422 naming the first problem, with every problem in ``details.errors``."""
         if not self.items:
             return
-        first = self.items[0]
-        more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
         raise ValidationFailed(
-            f"{first['path']}: {first['message']}{more}",
-            code=first["code"] if len(self.items) == 1 else "validation_failed",
+            self.summary(),
+            code=self.items[0]["code"] if len(self.items) == 1 else "validation_failed",
             details={"errors": self.items},
         )

@@ -21,6 +21,7 @@ from herald.channels.whatsapp_meta import DEFAULT_BASE_URL as META_BASE_URL
 from herald.domain.phones import InvalidPhone, to_e164
 from herald.domain.statuses import Status
 from herald.errors import Conflict, NotFound, ValidationFailed
+from herald.services.problems import Problems
 from herald.services.vault import Vault
 from herald.store.messages import Delivery
 from herald.store.senders import Sender
@@ -59,27 +60,6 @@ class NewSender:
 
 def _invalid(message: str, field: str, code: str = "invalid_sender") -> ValidationFailed:
     return ValidationFailed(message, code=code, details={"field": field})
-
-
-class _Faults:
-    """Every problem of a sender at once, reported as one invalid_sender error."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, str]] = []
-
-    def add(self, message: str, field: str) -> None:
-        self.items.append({"field": field, "message": message})
-
-    def raise_if_any(self) -> None:
-        if not self.items:
-            return
-        first = self.items[0]
-        more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
-        raise ValidationFailed(
-            first["message"] + more,
-            code="invalid_sender",
-            details={"field": first["field"], "errors": self.items},
-        )
 
 
 def _checked_from(channel: str, from_address: str) -> str:
@@ -155,42 +135,44 @@ def _validated(new: NewSender) -> NewSender:
         raise _invalid(
             f"Provider {new.provider!r} is not supported for {channel}; use {allowed}.", "provider"
         )
-    faults = _Faults()
+    faults = Problems()  # every problem of the sender at once
+
+    def fault(message: str, field: str) -> None:
+        faults.add(field, message, "invalid_sender")
+
     from_address, base_url = "", new.base_url
     try:
         from_address = _checked_from(channel, new.from_address.strip())
     except ValidationFailed as e:
-        faults.add(e.message, "from")
+        fault(e.message, "from")
     try:
         base_url = _checked_base_url(provider, new.base_url)
     except ValidationFailed as e:
-        faults.add(e.message, "baseUrl")
+        fault(e.message, "baseUrl")
     if new.rate_limit is not None and not (0 < new.rate_limit <= 10_000):
-        faults.add(
-            "'rateLimit' must be more than 0 and at most 10000 messages per second.", "rateLimit"
-        )
+        fault("'rateLimit' must be more than 0 and at most 10000 messages per second.", "rateLimit")
     given = {
         "phoneNumberId" if provider == "meta-whatsapp" else "accountSid": new.account_sid,
         **{key: getattr(new, field) for field, key in _SECRET_KEYS.items()},
     }
     for key, value in given.items():
         if value and key not in ACCOUNT_FIELDS[provider]:
-            faults.add(f"'{key}' is not used by {provider} senders; leave it out.", key)
+            fault(f"'{key}' is not used by {provider} senders; leave it out.", key)
     if provider in ("twilio", "twilio-whatsapp"):
         if not new.account_sid:
-            faults.add(
+            fault(
                 "'accountSid' is required for Twilio (AC followed by 32 hex digits).", "accountSid"
             )
         elif not _ACCOUNT_SID.match(new.account_sid):
-            faults.add(
+            fault(
                 "'accountSid' must be a Twilio Account SID: AC followed by 32 hex digits.",
                 "accountSid",
             )
         if not new.auth_token:
-            faults.add("'authToken' is required for Twilio.", "authToken")
+            fault("'authToken' is required for Twilio.", "authToken")
     if provider == "meta-whatsapp":
         if not new.account_sid or not new.account_sid.isdigit():
-            faults.add(
+            fault(
                 "'phoneNumberId' (digits, from Meta's WhatsApp Manager) is required.",
                 "phoneNumberId",
             )
@@ -200,10 +182,15 @@ def _validated(new: NewSender) -> NewSender:
             (new.verify_token, "verifyToken"),
         ):
             if not value:
-                faults.add(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
+                fault(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
     if provider == "telegram" and not new.bot_token:
-        faults.add("'botToken' is required for Telegram (from @BotFather).", "botToken")
-    faults.raise_if_any()
+        fault("'botToken' is required for Telegram (from @BotFather).", "botToken")
+    if faults.items:
+        raise ValidationFailed(
+            faults.summary(with_path=False),  # each sentence names its field
+            code="invalid_sender",
+            details={"field": faults.items[0]["path"], "errors": faults.items},
+        )
     return replace(
         new, channel=channel, provider=provider, from_address=from_address, base_url=base_url
     )
