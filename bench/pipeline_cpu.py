@@ -103,7 +103,8 @@ async def callbacks(herald: Herald, sent: list[tuple[str, str]], status: str) ->
     # average: about as many as this many in flight.
     limit = asyncio.Semaphore(CALLBACKS_IN_FLIGHT)
 
-    async def one(url: str, sid: str) -> None:
+    async def one(callback: str, sid: str) -> None:
+        url = callback.partition("#")[0]  # Twilio neither sends nor signs the fragment
         params = {"MessageSid": [sid], "MessageStatus": [status], "AccountSid": [ACCOUNT_SID]}
         report = TwilioReport(
             attempt_id=url.rsplit("/", 1)[1],
