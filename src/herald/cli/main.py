@@ -262,7 +262,8 @@ def projects_list() -> None:
     console.print(table)
 
 
-# senders add's account options, by their wire names.
+# The account options of senders add and update, by their wire names. The commands declare
+# them as parameters for typer and read them through ctx.params with this mapping.
 _ACCOUNT_OPTIONS = {
     "account_sid": "accountSid",
     "auth_token": "authToken",
@@ -274,6 +275,11 @@ _ACCOUNT_OPTIONS = {
     "app_secret": "appSecret",
     "verify_token": "verifyToken",
 }
+
+
+def _account_fields(ctx: typer.Context) -> dict[str, Any]:
+    """The account options as the API names them (None where not given)."""
+    return {key: ctx.params[name] for name, key in _ACCOUNT_OPTIONS.items()}
 
 
 @senders_app.command("add")
@@ -342,15 +348,7 @@ def senders_add(
         "channel": channel,
         "provider": provider,
         "from": from_,
-        "accountSid": account_sid,
-        "authToken": auth_token,
-        "username": username,
-        "password": password,
-        "botToken": bot_token,
-        "phoneNumberId": phone_number_id,
-        "accessToken": access_token,
-        "appSecret": app_secret,
-        "verifyToken": verify_token,
+        **_account_fields(ctx),
         "baseUrl": base_url,
         "rateLimit": rate_limit,
         "default": default,
@@ -401,6 +399,7 @@ def senders_list(url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = "") ->
 
 @senders_app.command("update")
 def senders_update(
+    ctx: typer.Context,
     sender_id: Annotated[str, typer.Argument(help="The sender's id (see 'herald senders list').")],
     default: Annotated[
         bool, typer.Option("--default", help="Make it the channel's default sender.")
@@ -439,15 +438,7 @@ def senders_update(
         "rateLimit": rate_limit,
         "smartEncoding": smart_encoding,
         "baseUrl": base_url,
-        "accountSid": account_sid,
-        "authToken": auth_token,
-        "username": username,
-        "password": password,
-        "botToken": bot_token,
-        "phoneNumberId": phone_number_id,
-        "accessToken": access_token,
-        "appSecret": app_secret,
-        "verifyToken": verify_token,
+        **_account_fields(ctx),
     }
     changes = {k: v for k, v in body.items() if v is not None}
     if default:
