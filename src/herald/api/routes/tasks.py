@@ -14,12 +14,14 @@ from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import ListFilter, Offset, Page, first_row, query_time, twin_list
+from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
 from herald.services import task_files as files
 from herald.services import task_import as importer
 from herald.services import tasks as service
 from herald.services.accepting import CreationPolicy
+from herald.store.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
@@ -64,15 +66,18 @@ def _file(path: Path, name: str, fmt: str) -> FileResponse:
 async def create_task(
     payload: service.CreateTaskIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
+    return {"id": (await _new_task(herald, project, payload)).id}
+
+
+async def _new_task(herald: Herald, project: str, payload: service.CreateTaskIn) -> Task:
     async with herald.sessions() as session, session.begin():
-        task = await service.create_task(
+        return await service.create_task(
             session,
             project,
             payload,
             now=herald.clock.now(),
             policy=CreationPolicy.from_settings(herald.settings),
         )
-    return {"id": task.id}
 
 
 @router.get("/tasks", summary="List send tasks (TWIN list)")
@@ -301,14 +306,7 @@ async def bulk(
         parts = [(part.filename, part.file) for part in messages]
         source = await asyncio.to_thread(files.joined_csv, parts)
     try:
-        async with herald.sessions() as session, session.begin():
-            task = await service.create_task(
-                session,
-                project,
-                payload,
-                now=herald.clock.now(),
-                policy=CreationPolicy.from_settings(herald.settings),
-            )
+        task = await _new_task(herald, project, payload)
         await service.attach_file(
             herald, project, task.id, source, upload_file.filename, start=True
         )
