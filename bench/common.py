@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-token"
+# The fake providers listen on loopback, which Herald refuses as a tenant target unless named.
+LOOPBACK_HOSTS = "127.0.0.1,::1,localhost"
 
 
 def free_port() -> int:
@@ -55,7 +57,7 @@ def start_herald(workdir: Path, env: dict[str, str], port: int) -> subprocess.Po
         proc = subprocess.Popen(
             [str(BIN / "herald"), "serve", "--port", str(port)],
             cwd=workdir,
-            env={**os.environ, **env},
+            env={**os.environ, "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -81,7 +83,7 @@ def start_workers(workdir: Path, env: dict[str, str], n: int) -> list[subprocess
                 subprocess.Popen(
                     [str(BIN / "herald"), "worker"],
                     cwd=workdir,
-                    env={**os.environ, **env},
+                    env={**os.environ, "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS, **env},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

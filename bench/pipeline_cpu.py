@@ -30,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ACCOUNT_SID, AUTH_TOKEN
+from bench.common import ACCOUNT_SID, AUTH_TOKEN, LOOPBACK_HOSTS
 from herald.api.app import create_app
 from herald.bootstrap import Herald, build, settle_after_start
 from herald.channels.base import OutboundMessage, Receipt, SenderAccount
@@ -126,6 +126,7 @@ async def run(n: int, database_url: str | None, workdir: Path) -> dict[str, floa
         database_url=url,
         public_url="http://127.0.0.1:8000",
         secret_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        allowed_private_hosts=tuple(LOOPBACK_HOSTS.split(",")),
     )
     twilio = AnsweringTwilio()
     herald = build(settings, adapters={"twilio": twilio})
@@ -139,7 +140,9 @@ async def run(n: int, database_url: str | None, workdir: Path) -> dict[str, floa
             auth_token=AUTH_TOKEN,
             base_url="http://127.0.0.1:9",
         )
-        await add_sender(session, herald.vault, project.project_id, sender)
+        await add_sender(
+            session, herald.vault, project.project_id, sender, urls=settings.url_policy
+        )
     settle_after_start()
     stages: dict[str, float] = {}
     try:

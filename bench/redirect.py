@@ -184,6 +184,7 @@ def main() -> None:
             "HERALD_DATABASE_URL": url,
             "HERALD_SECRET_KEY": Fernet.generate_key().decode(),
             "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "HERALD_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,::1,localhost",
         }
         settings = Settings(
             database_url=url,

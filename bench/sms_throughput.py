@@ -27,6 +27,7 @@ from bench.common import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     BIN,
+    LOOPBACK_HOSTS,
     add_fake_twilio_sender,
     cpu_seconds,
     free_port,
@@ -37,6 +38,7 @@ from bench.common import (
     stop,
 )
 from herald.channels.http import provider_http_client
+from herald.domain.urls import policy_of
 
 BATCH = 500  # messages per API request, as a bulk sender would post them
 
@@ -44,7 +46,9 @@ BATCH = 500  # messages per API request, as a bulk sender would post them
 async def fake_ceiling(base: str, n: int, concurrency: int = 64) -> float:
     """Creates/s the fake sustains from the client Herald itself uses (no callbacks)."""
     url = f"{base}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-    async with provider_http_client(timeout=30, max_connections=concurrency) as client:
+    async with provider_http_client(
+        timeout=30, max_connections=concurrency, urls=policy_of(LOOPBACK_HOSTS.split(","))
+    ) as client:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from herald.api.app import create_app
 from herald.bootstrap import Herald, build
 from herald.config import Settings
+from herald.domain.urls import policy_of
 from herald.services.projects import CreatedProject, create_project
 
 
@@ -30,12 +31,19 @@ def free_port() -> int:
         return port
 
 
+# Every fake and receiver listens on loopback, which Herald refuses as a tenant target unless
+# named here; everything else private stays refused in tests too.
+LOOPBACK_HOSTS = "127.0.0.1,::1,localhost"
+LOOPBACK_POLICY = policy_of(LOOPBACK_HOSTS.split(","))
+
+
 def make_settings(database_url: str, secret_key: str, **overrides: object) -> Settings:
     """Settings for a test: fast retries and polling, everything else as in production."""
     values: dict[str, object] = {
         "database_url": database_url,
         "secret_key": secret_key,
         "public_url": "http://127.0.0.1:1",
+        "allowed_private_hosts": LOOPBACK_HOSTS,
         "dispatch_idle_sleep": 0.02,
         "retry_base_seconds": 0.05,
         "retry_max_seconds": 0.2,

@@ -84,8 +84,15 @@ def settle_after_start() -> None:
 def provider_client(settings: Settings) -> ProviderClient:
     """One pooled HTTP client for all provider calls of a process."""
     return provider_http_client(
-        timeout=settings.provider_timeout_seconds, max_connections=settings.dispatch_concurrency
+        timeout=settings.provider_timeout_seconds,
+        max_connections=settings.dispatch_concurrency,
+        urls=settings.url_policy,
     )
+
+
+def bot_backend_client(settings: Settings) -> ProviderClient:
+    """A client for calls to bots' backends (their webhookUrl), guarded like every other."""
+    return provider_http_client(timeout=5.0, user_agent="Herald-Bots/0.1", urls=settings.url_policy)
 
 
 def default_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
@@ -97,7 +104,7 @@ def default_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
         "twilio-whatsapp": TwilioWhatsApp(client),
         "meta-whatsapp": MetaWhatsApp(client),
         "telegram": TelegramBot(client),
-        "smtp": SmtpEmail(timeout=settings.provider_timeout_seconds),
+        "smtp": SmtpEmail(timeout=settings.provider_timeout_seconds, urls=settings.url_policy),
     }
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from herald.domain.urls import UrlPolicy, policy_of
 
 
 class Settings(BaseSettings):
@@ -97,8 +100,66 @@ class Settings(BaseSettings):
         description="How long an Idempotency-Key's first answer is kept and replayed.",
     )
 
+    # Request bodies. The JSON cap fits the largest 10,000-destination POST /api/v1/messages:
+    # 1,000 messages each with a 1,600-character Cyrillic text, JSON-escaped as PHP's
+    # json_encode writes it, are 9.9 MB (10 messages of 1,000 destinations with variables,
+    # a more usual shape, are 1.5 MB).
+    max_json_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Largest request body of the API's JSON routes; larger ones get 413.",
+    )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        gt=0,
+        description="Largest send-task upload (POST /api/v1/tasks/{id}, /api/v1/messages/bulk), "
+        "multipart framing included; it is streamed to disk, never held in memory.",
+    )
+
+    # Failed authentication, per client address and process: a burst, then a slow trickle.
+    failed_auth_burst: int = Field(
+        default=10,
+        ge=1,
+        description="Wrong API keys one address may send before it is slowed down (429).",
+    )
+    failed_auth_per_minute: float = Field(
+        default=10.0,
+        gt=0,
+        description="After the burst, wrong API keys one address may try per minute.",
+    )
+    api_key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a checked API key is trusted without asking the database; a "
+        "deleted project's key stops working after this.",
+    )
+
     run_dispatcher: bool = Field(
         default=True, description="Run the dispatcher inside `herald serve` (off when scaled out)."
+    )
+
+    # Template rendering budget, per render of one field for one recipient: a template that
+    # would spend more is refused with 422 template_too_expensive.
+    template_max_output_characters: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Characters one render may produce, strings built on the way included.",
+    )
+    template_max_loop_iterations: int = Field(
+        default=10_000,
+        ge=1,
+        description="Loop iterations and macro calls one render may make.",
+    )
+    template_render_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="Seconds one render may run before it stops itself."
+    )
+
+    # NoDecode: the variable is a plain comma-separated list, not JSON.
+    allowed_private_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated hosts or CIDRs (127.0.0.1,::1,localhost) that tenant URLs "
+        "may point at although they are private or loopback; every other private, loopback or "
+        "link-local address stays refused.",
     )
 
     @field_validator("database_url")
@@ -113,6 +174,19 @@ class Settings(BaseSettings):
             raise ValueError(f"write sqlite+aiosqlite:///path instead of {scheme}:///path")
         return value
 
+    @field_validator("allowed_private_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_private_hosts")
+    @classmethod
+    def _known_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        policy_of(value)  # a bad CIDR stops the start with one line, not the first callback
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -123,6 +197,11 @@ class Settings(BaseSettings):
         except (ValueError, KeyError) as e:
             raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Paris") from e
         return value
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        """Which private hosts tenants' URLs may reach (allowed_private_hosts, parsed)."""
+        return policy_of(self.allowed_private_hosts)
 
     @property
     def sqlite_path(self) -> Path | None:

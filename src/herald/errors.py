@@ -3,11 +3,14 @@
     HeraldError
     ├── InvalidRequest            400 invalid_request
     │   └── ValidationFailed      422 validation_failed
+    │       └── UrlNotAllowed     422 url_not_allowed
     ├── Unauthorized              401 unauthorized
     ├── Forbidden                 403 forbidden
     ├── NotFound                  404 not_found
     ├── Conflict                  409 conflict
-    └── Gone                      410 gone
+    ├── Gone                      410 gone
+    ├── ContentTooLarge           413 body_too_large
+    └── TooManyRequests           429 too_many_requests (with Retry-After)
 
 The API renders them as ``{"error": <sentence>, "code": <machine code>, "details": {...}}``,
 the shape TWIN's SDK reads (``error`` is always a string).
@@ -43,6 +46,12 @@ class ValidationFailed(InvalidRequest):
     default_code = "validation_failed"
 
 
+class UrlNotAllowed(ValidationFailed):
+    """A tenant's URL points where Herald does not connect (a private or loopback address)."""
+
+    default_code = "url_not_allowed"
+
+
 class Unauthorized(HeraldError):
     status_code = 401
     default_code = "unauthorized"
@@ -66,3 +75,26 @@ class Conflict(HeraldError):
 class Gone(HeraldError):
     status_code = 410
     default_code = "gone"
+
+
+class ContentTooLarge(HeraldError):
+    status_code = 413
+    default_code = "body_too_large"
+
+
+class TooManyRequests(HeraldError):
+    """Refused for now; ``retry_after`` seconds from now the same request may succeed."""
+
+    status_code = 429
+    default_code = "too_many_requests"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details={"retryAfter": retry_after, **(details or {})})
+        self.retry_after = retry_after

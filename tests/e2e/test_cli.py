@@ -14,7 +14,7 @@ import httpx
 
 from herald.config import Settings
 from tests.e2e.helpers import send_sms, wait_status, wait_up
-from tests.servers import free_port, running_herald
+from tests.servers import LOOPBACK_HOSTS, free_port, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
 
@@ -216,6 +216,7 @@ async def test_serve_leaves_sending_to_workers_when_told_by_the_environment(
     env = {
         "HERALD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'scaled.db'}",
         "HERALD_RUN_DISPATCHER": "false",
+        "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS,
     }
     created = run(["projects", "create", "scaled", "--json"], env, tmp_path)
     assert created.returncode == 0, created.stderr

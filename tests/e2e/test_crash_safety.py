@@ -15,7 +15,7 @@ import httpx
 from herald.config import Settings
 from tests.e2e.helpers import FINAL, add_twilio_sender
 from tests.fakes.twilio import FakeTwilio
-from tests.servers import running_herald
+from tests.servers import LOOPBACK_HOSTS, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
 TOTAL = 500
@@ -27,6 +27,7 @@ def start_worker(settings: Settings, public_url: str, tmp: Path, n: int) -> subp
         "HERALD_DATABASE_URL": settings.database_url,
         "HERALD_SECRET_KEY": settings.secret_key or "",
         "HERALD_PUBLIC_URL": public_url,
+        "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS,
         # A short lease so the next worker takes over quickly; small batches so the kill
         # lands in the middle of one.
         "HERALD_LEASE_SECONDS": "2",

@@ -98,7 +98,7 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
         "unknown_sender",
     ),
     ("bad callback url", {"messages": [one(callbackUrl="ftp://x")]}, 422, "invalid_callback_url"),
-    ("wrong type", {"messages": [{"destinations": "+1415", "channels": {}}]}, 422, "invalid_field"),
+    ("wrong type", {"messages": [{"destinations": "+1415", "channels": {}}]}, 422, "wrong_type"),
     ("a company", {"companyId": 7, "messages": [one()]}, 422, "unsupported_field"),
     ("validate", {"messages": [one(validate=True)]}, 422, "unsupported_field"),
     ("no such task", {"taskId": "t-1", "messages": [one()]}, 422, "task_not_found"),
@@ -135,7 +135,7 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
         422,
         "unsupported_field",
     ),
-    ("not an object", [1, 2], 422, "invalid_field"),
+    ("not an object", [1, 2], 422, "wrong_type"),
 ]
 
 

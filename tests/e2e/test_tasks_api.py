@@ -306,6 +306,25 @@ async def test_bulk_joins_repeated_csv_parts_into_one_send(
     assert (await client.get("/api/v1/tasks")).json()["count"] == 1  # nothing made
 
 
+@pytest.mark.parametrize(
+    "other", [("b.csv", b"\x00\x01 not text"), ("b.xls", b"phone,text\n+14155552672,two\n")]
+)
+async def test_bulk_refuses_a_part_that_is_no_spreadsheet(
+    client: httpx.AsyncClient, other: tuple[str, bytes]
+) -> None:
+    first = ("a.csv", csv_bytes([["phone", "text"], ["+14155552671", "one"]]))
+    refused = await client.post(
+        "/api/v1/messages/bulk",
+        files=[("messages", first), ("messages", other)],
+        data={"async": "1"},
+    )
+    # Found by `make fuzz`: the second part's format problem was a 500.
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "unsupported_format"
+    assert other[0] in refused.json()["error"]
+    assert (await client.get("/api/v1/tasks")).json()["count"] == 0
+
+
 async def test_pause_resume_cancel_while_sending(
     client: httpx.AsyncClient, fake: FakeTwilio, herald: RunningHerald
 ) -> None:

@@ -14,7 +14,7 @@ import httpx
 
 from herald.config import Settings
 from tests.e2e.helpers import wait_up
-from tests.servers import free_port, running_herald
+from tests.servers import LOOPBACK_HOSTS, free_port, running_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
 ROWS = 20_000
@@ -30,6 +30,7 @@ def start_server(
         "HERALD_SECRET_KEY": settings.secret_key or "",
         "HERALD_DATA_DIR": str(data_dir),
         "HERALD_RUN_DISPATCHER": "false",
+        "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS,
     }
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -462,6 +462,64 @@ def test_a_create_whose_answer_is_lost_still_happened(
     assert [m["sid"] for m in listed] == [record.sid]
 
 
+def test_a_client_gone_before_the_answer_leaves_a_message_that_goes_on(
+    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+) -> None:
+    fake.set_answer_delay(0.5)
+    with (
+        httpx.Client(
+            base_url=fake.base_url, auth=(SID, TOKEN), trust_env=False, timeout=0.05
+        ) as hasty,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        send(hasty, Body="gone", StatusCallback=receiver.url)
+    [record] = fake.requests
+    assert record.response_status == 201 and record.sid is not None
+    fake.wait_for_callbacks(2)
+    assert callback_statuses(receiver) == ["sent", "delivered"]
+    # What Herald's reconciliation reads: the list narrowed to this To and From.
+    query = {"To": "+15551230001", "From": SENDER, "PageSize": "1000"}
+    listed = client.get(MESSAGES, params=query).json()["messages"]
+    assert [(m["sid"], m["body"], m["status"]) for m in listed] == [
+        (record.sid, "gone", "delivered")
+    ]
+    other_sender = client.get(MESSAGES, params={**query, "From": "+15005550010"}).json()
+    assert other_sender["messages"] == []
+
+
+def test_lost_callbacks_leave_the_outcome_to_read_back(
+    fake: FakeTwilio, client: httpx.Client
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    fake.set_outcome("+15551230009", "undelivered", 30005)
+    callback = f"http://127.0.0.1:{closed_port}/cb#rc=3&rp=ct,rt,5xx"
+    sid = send(client, To="+15551230009", StatusCallback=callback).json()["sid"]
+    eventually(lambda: len(fake.callbacks_failed) == 2)
+    assert [(r.params["MessageStatus"], r.attempts) for r in fake.callbacks_failed] == [
+        ("sent", 4),
+        ("undelivered", 4),
+    ]
+    fetched = client.get(f"/2010-04-01/Accounts/{SID}/Messages/{sid}.json").json()
+    assert (fetched["status"], fetched["error_code"], fetched["error_message"]) == (
+        "undelivered",
+        30005,
+        "Unknown destination handset",
+    )
+    assert fetched["date_sent"] is not None
+    listed = client.get(MESSAGES, params={"To": "+15551230009", "From": SENDER}).json()
+    assert [(m["sid"], m["status"]) for m in listed["messages"]] == [(sid, "undelivered")]
+
+
+def test_answer_delay_is_reset_and_never_negative(fake: FakeTwilio, client: httpx.Client) -> None:
+    with pytest.raises(ValueError):
+        fake.set_answer_delay(-1)
+    fake.set_answer_delay(30)
+    fake.reset()
+    assert send(client).status_code == 201  # within httpx's 5 s default, so not delayed
+
+
 def test_fetches_are_recorded_and_prices_can_be_withheld(
     fake: FakeTwilio, client: httpx.Client
 ) -> None:

@@ -696,6 +696,7 @@ class FakeTwilio:
         self._failures: deque[_Failure] = deque()
         self._down = False
         self._answers_lost = False
+        self._answer_delay = 0.0
         self._priced = True
         self._reversed = False
         self._generation = 0
@@ -852,6 +853,7 @@ class FakeTwilio:
             self._failures.clear()
             self._down = False
             self._answers_lost = False
+            self._answer_delay = 0.0
             self._priced = True
             self._reversed = False
             self._created = 0
@@ -902,6 +904,18 @@ class FakeTwilio:
         """
         with self._lock:
             self._answers_lost = lost
+
+    def set_answer_delay(self, seconds: float) -> None:
+        """Hold each successful create's 201 this long. The message exists from the moment
+        the request is read, and goes on to its outcome whether or not the client waits.
+
+        Twilio takes a few hundred milliseconds to answer, so a client that dies meanwhile
+        leaves a message it never learnt the sid of: what reconciliation has to find.
+        """
+        if seconds < 0:
+            raise ValueError("the answer delay cannot be negative")
+        with self._lock:
+            self._answer_delay = seconds
 
     def set_priced(self, priced: bool) -> None:
         """Whether messages sent from now on get a price (on by default; off: never priced)."""
@@ -1098,6 +1112,8 @@ class FakeTwilio:
             return _error(400, *problem)
         message_ = self._new_message(account_sid, params)
         self._record_create(params, account_sid, 201, message_.sid, None)
+        if self._answer_delay > 0:
+            await asyncio.sleep(self._answer_delay)
         # A background task runs after the 201 is written, so Herald sees the sid before any
         # callback about it.
         return JSONResponse(

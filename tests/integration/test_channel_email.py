@@ -21,7 +21,7 @@ from herald.channels.base import (
 )
 from herald.channels.email import SmtpEmail, build_message, parse_smtp_url
 from tests.fakes.smtp import FakeSmtp, Stage
-from tests.servers import free_port
+from tests.servers import LOOPBACK_POLICY, free_port
 
 USER = "mailer"
 PASSWORD = "s3cret"
@@ -88,7 +88,7 @@ def implicit_tls(servers: dict[str, FakeSmtp]) -> FakeSmtp:
 
 @pytest.fixture
 def smtp() -> SmtpEmail:
-    return SmtpEmail(timeout=5.0)
+    return SmtpEmail(timeout=5.0, urls=LOOPBACK_POLICY)
 
 
 def parts(mail: EmailMessage) -> tuple[str, str]:
@@ -398,7 +398,7 @@ async def test_no_greeting_in_time_is_transient() -> None:
         silent.listen(1)
         url = f"smtp://127.0.0.1:{silent.getsockname()[1]}?starttls=off"
         with pytest.raises(TransientError) as caught:
-            await SmtpEmail(timeout=0.3).send(
+            await SmtpEmail(timeout=0.3, urls=LOOPBACK_POLICY).send(
                 account(url), OutboundMessage(to="ann@example.org", body="x")
             )
     assert caught.value.code == "smtp_unreachable"
@@ -417,7 +417,7 @@ async def test_connection_dropped_after_data_is_outcome_unknown(
 async def test_no_answer_to_data_in_time_is_outcome_unknown(plain: FakeSmtp) -> None:
     plain.stall_next(2.0)
     with pytest.raises(OutcomeUnknown) as caught:
-        await SmtpEmail(timeout=0.3).send(
+        await SmtpEmail(timeout=0.3, urls=LOOPBACK_POLICY).send(
             account(plain.base_url), OutboundMessage(to="ann@example.org", body="x")
         )
     assert caught.value.code == "smtp_timeout"

@@ -39,6 +39,7 @@ from herald.channels.whatsapp_meta import (
 from herald.channels.whatsapp_twilio import TwilioWhatsApp
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
+from tests.servers import LOOPBACK_POLICY
 
 TO = "+15551234567"
 WA_ID = "15551234567"
@@ -577,7 +578,7 @@ def twilio(module_twilio: FakeTwilio, receiver: Receiver) -> FakeTwilio:
 
 @pytest.fixture
 async def via_twilio() -> AsyncIterator[TwilioWhatsApp]:
-    adapter = TwilioWhatsApp(provider_http_client(timeout=5.0))
+    adapter = TwilioWhatsApp(provider_http_client(timeout=5.0, urls=LOOPBACK_POLICY))
     yield adapter
     await adapter.aclose()
 

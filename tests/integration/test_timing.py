@@ -60,6 +60,7 @@ async def project(herald: Herald, fake: FakeTwilio) -> str:
                 auth_token=fake.auth_token,
                 base_url=fake.base_url,
             ),
+            urls=herald.settings.url_policy,
         )
     return created.project_id
 
@@ -260,6 +261,7 @@ async def test_validity_expires_during_an_outage_and_is_never_sent_after(
                 base_url=f"http://127.0.0.1:{free_port()}",
                 default=False,
             ),
+            urls=herald.settings.url_policy,
         )
     [result] = await send(herald, project, sms={"validityPeriod": 2, "from": "+15005550010"})
     dispatcher = Dispatcher(herald)
@@ -364,6 +366,7 @@ async def paused(settings: Settings, fake: FakeTwilio) -> AsyncIterator[tuple[He
                     auth_token=fake.auth_token,
                     base_url=fake.base_url,
                 ),
+                urls=graph.settings.url_policy,
             )
         yield graph, created.project_id
     finally:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from herald.domain.signatures import herald_signature, twilio_signature, verify_twilio_signature
+from herald.domain.signatures import (
+    constant_time_equal,
+    herald_signature,
+    twilio_signature,
+    verify_twilio_signature,
+)
 
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -69,3 +74,15 @@ def test_port_variants_keep_the_host_as_written() -> None:
         assert verify_twilio_signature(public, PARAMS, TOKEN, signature), (public, signed)
     lowered = twilio_signature("https://example.com:443/x", PARAMS, TOKEN)
     assert not verify_twilio_signature("https://Example.COM/x", PARAMS, TOKEN, lowered)
+
+
+def test_a_signature_that_is_not_ascii_is_refused_not_raised_on() -> None:
+    for signature in ("é", "RSOYDt4T1cUTdK1PDd93/VVr8B8é", "\udcff", "\x00", "ÿ" * 28):
+        assert not verify_twilio_signature(URL, PARAMS, TOKEN, signature)
+    assert constant_time_equal("abc", "abc")
+    assert not constant_time_equal("abc", "abç")
+
+
+def test_a_url_no_client_could_have_signed_does_not_raise() -> None:
+    url = "https://mycompany.com/webhooks/\udcff"
+    assert not verify_twilio_signature(url, PARAMS, TOKEN, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")

@@ -9,10 +9,12 @@ import pytest
 from herald.domain.templates import (
     CHANNEL_FIELDS,
     MissingVariables,
+    RenderBudget,
     TemplateProblem,
     TemplateRenderProblem,
     TemplateSecurityProblem,
     TemplateSyntaxProblem,
+    TemplateTooExpensive,
     compile_check,
     has_markup,
     render,
@@ -250,7 +252,9 @@ def test_sandbox_escapes_are_refused(source: str) -> None:
     try:
         out = render(source, variables)
     except TemplateProblem as e:
-        assert isinstance(e, TemplateSecurityProblem | TemplateRenderProblem), e
+        assert isinstance(
+            e, TemplateSecurityProblem | TemplateRenderProblem | TemplateTooExpensive
+        ), e
         out = e.message
     for leak in ("<class", "<module", "subprocess", "os.popen", "uid=", "builtins", "<built-in"):
         assert leak not in out, out
@@ -340,3 +344,138 @@ def test_channel_fields_are_twin_camel_case() -> None:
     assert CHANNEL_FIELDS["sms"] == ("text",)
     assert "imageUrl" in CHANNEL_FIELDS["viber"] and "buttonText" in CHANNEL_FIELDS["telegram"]
     assert {"templateName", "contentSid", "buttons"} <= set(CHANNEL_FIELDS["whatsapp"])
+
+
+# --- the render budget -------------------------------------------------------------------
+
+TOO_MUCH_OUTPUT = [
+    "{% for a in range(100000) %}{{ 'x' * 100000 }}{% endfor %}",
+    "{{ 'x' * 100000000 }}",
+    "{{ [1] * 100000000 }}",
+    "{{ 'x'|center(1000000000) }}",
+    "{{ 'x'.center(1000000000) }}",
+    "{{ 'x'.rjust(1000000000) }}",
+    "{{ (1).to_bytes(1000000000, 'big') }}",
+    "{{ '%1000000000s' % 'x' }}",
+    "{{ '%*s' % (1000000000, 'x') }}",
+    "{{ '%1000000000s'|format('x') }}",
+    "{{ '{:>1000000000}'.format('x') }}",
+    "{{ '{:>{w}}'.format('x', w=1000000000) }}",
+    "{{ ('a\nb\n' * 300000)|indent(1000) }}",
+    "{{ ('a ' * 400000)|wordwrap(1, wrapstring='-' * 1000) }}",
+    "{{ range(100000)|join('x' * 10000) }}",
+    "{{ ('x' * 999999)|replace('', 'yy') }}",
+    "{{ 'x' * 999999 ~ 'y' * 999999 }}",
+    "{{ [1]|batch(1000000000, 'x')|list }}",
+    "{{ [1]|slice(1000000000)|list }}",
+    "{{ range(100000)|map('center', 100000)|list|length }}",
+    # References to one string are small in memory and huge as text.
+    "{% set s = 'x' * 900000 %}{% set l = [s, s, s, s, s, s, s, s, s, s] %}{{ l }}",
+    "{% set s = 'x' * 900000 %}{% set l = [s, s, s, s, s, s, s, s, s, s] %}{{ l|join }}",
+    "{% set s = 'x' * 900000 %}{% set l = [s, s, s, s, s, s, s, s, s, s] %}{{ l|tojson }}",
+    "{% set s = 'x' * 900000 %}{% set l = [s, s, s, s, s, s, s, s, s, s] %}{{ l ~ '' }}",
+    # Doubling a string in a loop: few iterations, exponential output.
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s|length }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s|length }}",
+    # Literal text inside a block that is only written out once finished.
+    "{% set x %}{% for i in range(9000) %}" + "L" * 1000 + "{% endfor %}{% endset %}{{ x|length }}",
+    "{% filter upper %}{% for i in range(9000) %}{{ 'x' * 1000 }}{% endfor %}{% endfilter %}",
+    "{{ 9 ** 99999 }}",
+    "{% set ns = namespace(n=3) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}"
+    "{% endfor %}{{ ns.n > 0 }}",
+]
+
+
+@pytest.mark.parametrize("source", TOO_MUCH_OUTPUT)
+def test_output_is_bounded(source: str) -> None:
+    with pytest.raises(TemplateTooExpensive) as e:
+        render(source, {})
+    assert e.value.code == "template_too_expensive"
+    assert e.value.limit == "max_output_characters"
+
+
+TOO_MANY_ITERATIONS = [
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    "{% for a in range(100000) %}{% for b in range(100000) if b < 0 %}{% endfor %}{% endfor %}",
+    "{% for a in range(100000) %}{% endfor %}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "{% for x in range(3) recursive %}{% if loop.depth < 30 %}{{ loop(range(3)) }}{% endif %}"
+    "{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("source", TOO_MANY_ITERATIONS)
+def test_loops_are_bounded(source: str) -> None:
+    with pytest.raises(TemplateTooExpensive) as e:
+        render(source, {})
+    assert e.value.limit == "max_loop_iterations"
+    assert "more than 10000 times" in e.value.message
+
+
+def test_budgets_are_exact() -> None:
+    loops = RenderBudget(max_loop_iterations=3)
+    assert render("{% for i in range(3) %}{{ i }}{% endfor %}", {}, budget=loops) == "012"
+    with pytest.raises(TemplateTooExpensive, match="more than 3 times"):
+        render("{% for i in range(4) %}{{ i }}{% endfor %}", {}, budget=loops)
+    output = RenderBudget(max_output_characters=10)
+    assert render("{{ x }}", {"x": "0123456789"}, budget=output) == "0123456789"
+    with pytest.raises(TemplateTooExpensive, match="more than 10 characters"):
+        render("{{ x }}", {"x": "0123456789A"}, budget=output)
+    with pytest.raises(TemplateTooExpensive):  # text written by a loop counts too
+        render("{% for i in range(3) %}abcd{% endfor %}", {}, budget=output)
+
+
+def test_a_render_stops_itself_when_its_time_is_up() -> None:
+    ticks = iter(range(1_000_000))
+    budget = RenderBudget(
+        max_loop_iterations=10**9, timeout_seconds=100, clock=lambda: float(next(ticks))
+    )
+    with pytest.raises(TemplateTooExpensive, match="still running after 100 s") as e:
+        render(
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            {},
+            budget=budget,
+        )
+    assert e.value.limit == "timeout_seconds"
+    # The clock is read once a step: the render stopped right after its deadline.
+    assert 100 <= next(ticks) <= 103
+
+
+def test_ordinary_templates_fit_the_default_budget() -> None:
+    source = (
+        "{% macro line(n) %}[{{ n }}]{% endmacro %}{% for i in range(100) %}{{ line(i) }}"
+        "{% endfor %} {{ 'a,b,c'.split(',')|join(', ') }} {{ name|center(9) }} "
+        "{{ 1234.5|money('RUB') }} {{ '%05.1f'|format(3.14159) }} {{ '{:>4}'.format(n) }}"
+        "{{ ' ' ~ name * 2 }} {{ 2 ** 10 + 7 % 3 }} {{ [1, 2] + [3] }}"
+    )
+    out = render(source, {"name": "Ann", "n": 7})
+    assert out.startswith("[0][1]") and out.endswith(
+        "a, b, c    Ann    1 234.50 RUB 003.1    7 AnnAnn 1025 [1, 2, 3]"
+    )
+
+
+def test_constants_are_not_folded_at_compile_time() -> None:
+    # Saving the template must not compute it; rendering refuses it.
+    compile_check("{{ 'x'|center(1000000000) }}{{ 'x' ~ 'y' }}")
+    with pytest.raises(TemplateTooExpensive):
+        render("{{ 'x'|center(1000000000) }}{{ 'x' ~ 'y' }}", {})
+
+
+def test_long_or_deeply_nested_sources_are_refused_not_crashed() -> None:
+    with pytest.raises(TemplateTooExpensive, match="at most 100000") as e:
+        compile_check("{{ x }}" * 20_000)
+    assert e.value.limit is None
+    with pytest.raises(TemplateTooExpensive, match="nests"):
+        compile_check("{{ " + "(" * 400 + "1" + ")" * 400 + " }}")
+
+
+def test_render_channel_says_which_setting_raises_the_limit() -> None:
+    with pytest.raises(TemplateTooExpensive) as e:
+        render_channel(None, "sms", {"text": "{% for i in range(n) %}{% endfor %}"}, {"n": 10**5})
+    assert e.value.field == "text"
+    assert e.value.message == (
+        "The template is too expensive to render: it would loop or call macros more than "
+        "10000 times. Make the template do less, or raise HERALD_TEMPLATE_MAX_LOOP_ITERATIONS."
+    )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from herald import __version__
-from herald.api import errors, twilio_status
+from herald.api import errors, nul_guard, openapi, twilio_status
+from herald.api.early_auth import KeyFirst
+from herald.api.limits import BodyLimits
 from herald.api.query import no_ignored_parameters
 from herald.api.routes import (
     bots,
@@ -33,11 +36,17 @@ class HeraldApp(FastAPI):
     """FastAPI, with Twilio's status callbacks taken before routing (see api.twilio_status)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if nul_guard.has_nul(scope):
+            await nul_guard.refuse(scope, receive, send)
+            return
         attempt_id = twilio_status.attempt_of(scope)
         if attempt_id is not None:
             await twilio_status.handle(self.state.herald, attempt_id, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        return openapi.complete(super().openapi())
 
 
 def create_app(herald: Herald | None = None, *, run_workers: bool | None = None) -> FastAPI:
@@ -83,6 +92,10 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
         dependencies=[Depends(no_ignored_parameters)],
     )
     errors.install(app)
+    # The last added runs first: the API key is checked, then the body's size, then FastAPI
+    # reads the body.
+    app.add_middleware(BodyLimits)
+    app.add_middleware(KeyFirst)
     app.include_router(task_routes.router)  # before messages: /messages/bulk vs /messages/{id}
     app.include_router(messages.router)
     app.include_router(messages.groups_router)

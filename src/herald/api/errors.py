@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from herald.errors import HeraldError
+from herald.errors import HeraldError, TooManyRequests
 from herald.schemas.messages import pydantic_code
 
 log = logging.getLogger("herald.api")
@@ -21,9 +23,60 @@ INTERNAL_ERROR = (
 )
 
 
-def error_response(status: int, message: str, code: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        {"error": message, "code": code, "details": details or {}}, status_code=status
+        {"error": message, "code": code, "details": details or {}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def herald_error_response(
+    exc: HeraldError, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A Herald error as a response, with the headers its status calls for."""
+    extra = dict(headers or {})
+    if isinstance(exc, TooManyRequests):
+        extra["Retry-After"] = str(exc.retry_after)
+    return error_response(exc.status_code, exc.message, exc.code, exc.details, headers=extra)
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this request's path.
+
+    Starlette's 405 names only the first route matching the path, but a path often has one
+    route per method (GET and POST /api/v1/senders).
+    """
+    routes = request.app.router.routes
+    # Each method is tried through the routes' own matching (FastAPI nests included routers),
+    # on a copy of the request's scope.
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
+def method_not_allowed(method: str, allowed: Sequence[str]) -> JSONResponse:
+    """405 with the ``Allow`` header HTTP requires, in Herald's error shape."""
+    allow = ", ".join(allowed)
+    return error_response(
+        405,
+        f"{method} is not allowed at this address; use {allow}.",
+        "method_not_allowed",
+        {"allowed": list(allowed)},
+        headers={"Allow": allow},
     )
 
 
@@ -38,7 +91,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HeraldError)
     async def herald_error(_request: Request, exc: HeraldError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, exc.code, exc.details)
+        return herald_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,7 +125,9 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return method_not_allowed(request.method, allowed_methods(request))
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
         if exc.status_code == 400 and message.startswith("There was an error parsing the body"):

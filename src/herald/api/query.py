@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Query
 from fastapi.dependencies.models import Dependant
@@ -93,11 +94,19 @@ def first_row(offset: int, page: int | None, limit: int) -> int:
     return (page - 1) * limit
 
 
-def _query_names(dependant: Dependant) -> frozenset[str]:
-    names = {str(p.alias) for p in dependant.query_params}
+def _query_names(dependant: Dependant) -> dict[str, bool]:
+    """Each query parameter the route reads, and whether it takes several values."""
+    names = {str(p.alias): _is_list(p.field_info.annotation) for p in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return frozenset(names)
+        names.update(_query_names(sub))
+    return names
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin is Union or origin is UnionType:
+        return any(_is_list(arg) for arg in get_args(annotation))
+    return origin in (list, tuple, set, frozenset)
 
 
 async def no_ignored_parameters(request: HTTPConnection) -> None:
@@ -115,10 +124,20 @@ async def no_ignored_parameters(request: HTTPConnection) -> None:
     known = _query_names(dependant)  # a walk over a few fields: not worth a cache
     unsupported: list[str] = []
     unknown: list[str] = []
+    seen: set[str] = set()
     for key, value in request.query_params.multi_items():
         indexed = _INDEXED.fullmatch(key)
         name = indexed["name"] if indexed else key
         if name in known:
+            if not known[name] and name in seen:
+                # Only one of the values would be read, and the answer would look like one
+                # to the whole question.
+                raise ValidationFailed(
+                    f"Give '{name}' once: it takes a single value.",
+                    code="repeated_parameter",
+                    details={"parameters": [name]},
+                )
+            seen.add(name)
             continue
         if name in _TWIN_UNSUPPORTED:
             # PHP sends an unset option as an empty value: nothing was asked.

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from herald.api.errors import INTERNAL_ERROR, error_response
+from herald.api.errors import INTERNAL_ERROR, error_response, method_not_allowed
 from herald.api.routes.webhooks import EMPTY_TWIML, public_url
 from herald.bootstrap import Herald
 from herald.errors import HeraldError
@@ -29,8 +29,8 @@ MAX_BODY = 64 * 1024
 
 
 def attempt_of(scope: Scope) -> str | None:
-    """The attempt id when ``scope`` is a POST to a status callback URL, else None."""
-    if scope["type"] != "http" or scope["method"] != "POST":
+    """The attempt id when ``scope`` is a request to a status callback URL, else None."""
+    if scope["type"] != "http":
         return None
     path: str = scope["path"]
     if not path.startswith(PATH_PREFIX):
@@ -59,6 +59,9 @@ async def _read_body(receive: Receive) -> bytes | None:
 async def handle(
     herald: Herald, attempt_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
+    if scope["method"] != "POST":
+        await method_not_allowed(scope["method"], ["POST"])(scope, receive, send)
+        return
     body = await _read_body(receive)
     if body is None:
         too_large = error_response(413, "A status callback cannot be this large.", "body_too_large")

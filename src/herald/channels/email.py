@@ -26,6 +26,7 @@ import email.policy
 import email.utils
 import html
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ from herald.channels.base import (
     SenderAccount,
     TransientError,
 )
+from herald.channels.egress import TargetNotAllowed, open_checked_socket
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SUBJECT_FALLBACK_CHARS = 60
@@ -240,6 +243,12 @@ def build_message(
 
 
 def _from_reply(code: int, text: str) -> ProviderError:
+    if not 200 <= code < 600:
+        # aiosmtplib's -1: the server said something that is not SMTP (another kind of
+        # service behind the URL). Its words go nowhere a tenant reads them.
+        return PermanentError(
+            "smtp_not_smtp", "The server at the SMTP URL answered with something that is not SMTP."
+        )
     kind: type[ProviderError] = TransientError if 400 <= code < 500 else PermanentError
     return kind(f"smtp_{code}", text or f"SMTP error {code}")
 
@@ -249,8 +258,12 @@ class SmtpEmail:
 
     name = "smtp"
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, urls: UrlPolicy = PUBLIC_ONLY
+    ) -> None:
         self._timeout = timeout
+        # The SMTP host is the tenant's choice: connect only where this allows.
+        self._urls = urls
 
     async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
         """Hand the message to the SMTP server; acceptance (250 after DATA) is the receipt."""
@@ -267,18 +280,34 @@ class SmtpEmail:
         await self._deliver(endpoint, account, sender, to, mail.as_bytes(policy=_POLICY))
         return Receipt(provider_message_id=message_id, provider_status="accepted", created_at=now)
 
+    async def _connect(self, endpoint: SmtpEndpoint) -> socket.socket:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await open_checked_socket(self._urls, endpoint.host, endpoint.port)
+        except TargetNotAllowed as e:
+            raise PermanentError("url_not_allowed", str(e)) from e
+        except OSError as e:  # refused, unreachable, unknown name, timed out
+            raise self._lost(e, data_started=False) from e
+
     async def _deliver(
         self, endpoint: SmtpEndpoint, account: SenderAccount, sender: str, to: str, data: bytes
     ) -> None:
-        smtp = aiosmtplib.SMTP(
-            hostname=endpoint.host,
-            port=endpoint.port,
-            use_tls=endpoint.implicit_tls,
-            start_tls=endpoint.starttls,
-            validate_certs=endpoint.verify,
-            cert_bundle=endpoint.cafile,
-            timeout=self._timeout,
-        )
+        # Connected here, to the address the guard checked; aiosmtplib keeps the host name for
+        # TLS certificate checks and SNI.
+        sock = await self._connect(endpoint)
+        try:
+            smtp = aiosmtplib.SMTP(
+                hostname=endpoint.host,
+                sock=sock,
+                use_tls=endpoint.implicit_tls,
+                start_tls=endpoint.starttls,
+                validate_certs=endpoint.verify,
+                cert_bundle=endpoint.cafile,
+                timeout=self._timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
         username = account.credentials.get("username")
         data_started = False
         try:

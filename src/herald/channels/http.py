@@ -19,8 +19,16 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
+from yarl import URL
 
-from herald.channels.base import OutcomeUnknown, TransientError
+from herald.channels.base import OutcomeUnknown, PermanentError, TransientError
+from herald.channels.egress import (
+    GuardedResolver,
+    TargetNotAllowed,
+    check_literal,
+    refused_connect,
+)
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 
 
 class HTTPAnswer(Protocol):
@@ -54,13 +62,31 @@ class ProviderTransport(AiohttpTransport):
     httpx-aiohttp reports a server that dropped the connection mid-request as a connect
     timeout, which would read as "never sent, safe to resend"; it is the opposite: the
     request may have been processed. Those become protocol/read errors (outcome unknown).
+
+    It connects only where ``urls`` allows (egress.py): tenants choose these targets.
     """
 
+    def __init__(self, *, urls: UrlPolicy = PUBLIC_ONLY, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.urls = urls
+
+    def get_client(self) -> aiohttp.ClientSession:
+        """aiohttp's session as httpx-aiohttp builds it, resolving through the guard."""
+        limit = {"limit": self.limits.max_connections} if self.limits.max_connections else {}
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            resolver=GuardedResolver(self.urls),
+            **limit,  # type: ignore[arg-type]
+        )
+        return aiohttp.ClientSession(connector=connector)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        check_literal(self.urls, request.url.host)
         try:
             return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as e:
-            raise _lost_is_not_unsent(e, request) from e.__cause__
+        except (httpx.ConnectTimeout, httpx.ConnectError) as e:
+            raise _connect_failure(e, request) from e.__cause__
 
     async def post_form(
         self,
@@ -77,6 +103,7 @@ class ProviderTransport(AiohttpTransport):
         """
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
+        check_literal(self.urls, URL(url).raw_host or "")
         try:
             with map_aiohttp_exceptions():
                 async with self.client.post(
@@ -95,12 +122,19 @@ class ProviderTransport(AiohttpTransport):
                         response.headers,
                         await response.read(),
                     )
-        except httpx.ConnectTimeout as e:
-            raise _lost_is_not_unsent(e, None) from e.__cause__
+        except (httpx.ConnectTimeout, httpx.ConnectError) as e:
+            raise _connect_failure(e, None) from e.__cause__
 
 
-def _lost_is_not_unsent(error: httpx.ConnectTimeout, request: httpx.Request | None) -> Exception:
-    """The error to raise for what httpx-aiohttp reported as a connect timeout."""
+def _connect_failure(
+    error: httpx.ConnectTimeout | httpx.ConnectError, request: httpx.Request | None
+) -> Exception:
+    """The error to raise for what httpx-aiohttp reported as a failure to connect."""
+    refused = refused_connect(error)
+    if refused is not None:  # httpx-aiohttp calls it a connect timeout
+        return refused
+    if isinstance(error, httpx.ConnectError):
+        return error
     cause = error.__cause__
     if isinstance(cause, aiohttp.ServerDisconnectedError):
         return httpx.RemoteProtocolError(str(cause), request=request)
@@ -134,15 +168,22 @@ def provider_http_client(
     connect_timeout: float = 5.0,
     max_connections: int = 100,
     user_agent: str = "Herald/0.1",
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> ProviderClient:
-    """A pooled client for calls to providers or to clients' webhooks."""
+    """A pooled client for calls to providers, clients' webhooks and bots' backends.
+
+    The one way Herald builds a client for targets tenants choose: it connects only to public
+    addresses and those ``urls`` allows, and follows no redirects (a redirect could lead
+    anywhere after the target was checked).
+    """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     return ProviderClient(
-        transport=ProviderTransport(limits=limits),
+        transport=ProviderTransport(limits=limits, urls=urls),
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         headers={"User-Agent": user_agent},
+        follow_redirects=False,
     )
 
 
@@ -156,6 +197,8 @@ def transport_errors(provider: str, *, reveal: bool = True) -> Iterator[None]:
     """
     try:
         yield
+    except TargetNotAllowed as e:
+        raise PermanentError("url_not_allowed", str(e)) from e
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
         raise TransientError(
             "provider_unreachable", f"Could not connect to {provider}: {_describe(e, reveal)}"

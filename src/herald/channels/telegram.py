@@ -62,13 +62,16 @@ def error_from_response(response: httpx.Response) -> ProviderError:
         data = response.json()
     except ValueError:
         data = {}
-    if not isinstance(data, dict):
-        data = {}
+    status = response.status_code
+    if not isinstance(data, dict) or not isinstance(data.get("description"), str):
+        # Not the Bot API's shape: its words go nowhere a tenant reads them.
+        data = {
+            "description": f"Telegram answered HTTP {status} with a body that is not Telegram's"
+        }
     parameters = data.get("parameters")
     if not isinstance(parameters, dict):
         parameters = {}
-    status = response.status_code
-    description = str(data.get("description") or response.reason_phrase or "Telegram error")
+    description = str(data["description"])
     lowered = description.lower()
     retry_after = _retry_after(response, parameters)
     more_info: str | None = None

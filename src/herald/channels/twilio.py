@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 
@@ -17,6 +17,7 @@ from herald.channels.base import (
     SenderAccount,
     TransientError,
 )
+from herald.channels.egress import TargetNotAllowed
 from herald.channels.http import HTTPAnswer, ProviderClient, transport_errors
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
@@ -69,16 +70,29 @@ def _receipt(data: dict[str, Any]) -> Receipt:
     )
 
 
+def _is_twilio_error(data: object) -> TypeGuard[dict[str, Any]]:
+    """Twilio's documented error body: an integer ``code`` and a ``message``."""
+    if not isinstance(data, dict):
+        return False
+    code, message = data.get("code"), data.get("message")
+    return isinstance(code, int) and not isinstance(code, bool) and isinstance(message, str)
+
+
 def error_from_response(response: HTTPAnswer) -> ProviderError:
     """Turn a Twilio error answer into ours, keeping Twilio's code, message and more_info."""
     try:
         data = response.json()
     except ValueError:
         data = {}
-    if not isinstance(data, dict):
-        data = {}
+    if not _is_twilio_error(data):
+        # Not Twilio's shape: maybe a proxy's page, maybe a service the base URL was pointed
+        # at. Its words go nowhere a tenant reads them.
+        data = {
+            "message": f"Twilio answered HTTP {response.status_code} with a body that is not "
+            "Twilio's"
+        }
     code = str(data.get("code") or f"http_{response.status_code}")
-    message = str(data.get("message") or response.reason_phrase or "Twilio error")
+    message = str(data["message"])
     more_info = data.get("more_info")
     kind: type[ProviderError]
     if response.status_code == 429 or code == "20429" or response.status_code >= 500:
@@ -158,6 +172,8 @@ class TwilioSms:
                 break
             try:
                 response = await self._client.get(url, params=params, auth=self._auth(account))
+            except TargetNotAllowed as e:
+                raise PermanentError("url_not_allowed", str(e)) from e
             except httpx.HTTPError as e:
                 raise TransientError("provider_unreachable", f"Could not list messages: {e}") from e
             if response.status_code != 200:
@@ -186,6 +202,8 @@ class TwilioSms:
         url = self._messages_url(account).removesuffix(".json") + f"/{provider_message_id}.json"
         try:
             response = await self._client.get(url, auth=self._auth(account))
+        except TargetNotAllowed as e:
+            raise PermanentError("url_not_allowed", str(e)) from e
         except httpx.HTTPError as e:
             raise TransientError("provider_unreachable", f"Could not fetch the message: {e}") from e
         if response.status_code != 200:

@@ -17,7 +17,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 import httpx
 
@@ -31,6 +31,7 @@ from herald.channels.base import (
     TransientError,
 )
 from herald.channels.http import transport_errors
+from herald.domain.signatures import constant_time_equal
 
 DEFAULT_BASE_URL = "https://graph.facebook.com/v21.0"
 MAX_TEXT_LENGTH = 4096
@@ -48,7 +49,12 @@ OUTSIDE_WINDOW_CODE = 131047
 _PHONE_NUMBER_ID = re.compile(r"^\d{1,32}$")
 _URL = re.compile(r"https?://", re.IGNORECASE)
 StatusName = Literal["sent", "delivered", "read", "failed"]
-_STATUSES: frozenset[str] = frozenset({"sent", "delivered", "read", "failed"})
+# A tuple, not a set: a webhook may put a list where the status goes, which a set
+# cannot even look up.
+_STATUSES: tuple[str, ...] = get_args(StatusName)
+# The longest message id (a delivery's provider_message_id) and WhatsApp id (a phone
+# number's digits, kept as an address) a webhook item may carry.
+MAX_WAMID, MAX_WA_ID = 100, 32
 
 
 def error_from_response(response: httpx.Response) -> ProviderError:
@@ -58,12 +64,13 @@ def error_from_response(response: httpx.Response) -> ProviderError:
     except ValueError:
         data = {}
     error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        error = {}
     status = response.status_code
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        # Not the Graph API's shape: its words go nowhere a tenant reads them.
+        error = {"message": f"Meta answered HTTP {status} with a body that is not Meta's"}
     raw_code = error.get("code")
     meta_code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
-    message = str(error.get("message") or response.reason_phrase or "WhatsApp error")
+    message = str(error["message"])
     error_data = error.get("error_data")
     details = error_data.get("details") if isinstance(error_data, dict) else None
     info = [f"Meta error {meta_code}" if meta_code is not None else f"HTTP {status}"]
@@ -253,7 +260,7 @@ def verify_subscription(
     """The challenge to echo for a valid ``hub.mode=subscribe`` GET, else None (answer 403)."""
     if mode != "subscribe" or token is None or challenge is None or not expected_token:
         return None
-    if not hmac.compare_digest(token.encode(), expected_token.encode()):
+    if not constant_time_equal(expected_token, token):
         return None
     return challenge
 
@@ -272,7 +279,7 @@ def verify_signature(app_secret: str, raw_body: bytes, header_value: str | None)
     if scheme.lower() != "sha256" or not given:
         return False
     expected = signature_for(app_secret, raw_body).partition("=")[2]
-    return hmac.compare_digest(given.lower().encode(), expected.encode())
+    return constant_time_equal(expected, given.lower())
 
 
 def _values(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -293,6 +300,12 @@ def _values(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def _list(value: dict[str, Any], key: str) -> list[dict[str, Any]]:
     items = value.get(key)
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _fits(value: Any, longest: int) -> TypeGuard[str]:
+    """A non-empty string short enough for the column that keeps it, with no NUL (which
+    PostgreSQL refuses in text): else the item is skipped like any other malformed one."""
+    return isinstance(value, str) and 0 < len(value) <= longest and "\x00" not in value
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -317,7 +330,7 @@ def parse_statuses(payload: dict[str, Any]) -> list[MetaStatus]:
             status = item.get("status")
             wamid = item.get("id")
             timestamp = _timestamp(item.get("timestamp"))
-            if status not in _STATUSES or not isinstance(wamid, str) or timestamp is None:
+            if status not in _STATUSES or not _fits(wamid, MAX_WAMID) or timestamp is None:
                 continue
             errors = _list(item, "errors")
             first = errors[0] if errors else {}
@@ -367,7 +380,7 @@ def parse_inbound(payload: dict[str, Any]) -> list[MetaInbound]:
         for item in _list(value, "messages"):
             sender = item.get("from")
             timestamp = _timestamp(item.get("timestamp"))
-            if not isinstance(sender, str) or timestamp is None:
+            if not _fits(sender, MAX_WA_ID) or timestamp is None:
                 continue
             wamid = item.get("id")
             kind = item.get("type")

@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy import select
 
 from herald.bootstrap import Herald
+from herald.channels.egress import TargetNotAllowed
 from herald.channels.http import provider_http_client
 from herald.domain.retry import RetryPolicy
 from herald.domain.signatures import herald_signature
@@ -35,6 +36,8 @@ class _Outcome:
     http_status: int | None
     excerpt: str | None
     error: str | None
+    # Retrying cannot help: the URL points where Herald does not connect.
+    final: bool = False
 
     @property
     def ok(self) -> bool:
@@ -46,7 +49,9 @@ class CallbackSender:
         self.herald = herald
         s = herald.settings
         self.client = client or provider_http_client(
-            timeout=s.callback_timeout_seconds, user_agent="Herald-Callbacks/0.1"
+            timeout=s.callback_timeout_seconds,
+            user_agent="Herald-Callbacks/0.1",
+            urls=s.url_policy,
         )
         self.policy = RetryPolicy(
             max_attempts=s.callback_max_attempts, base_seconds=5.0, max_seconds=3600.0
@@ -118,6 +123,8 @@ class CallbackSender:
         }
         try:
             response = await self.client.post(url, content=raw, headers=headers)
+        except TargetNotAllowed as e:
+            return _Outcome(cb_id, None, None, str(e)[:500], final=True)
         except httpx.HTTPError as e:
             return _Outcome(cb_id, None, None, f"{type(e).__name__}: {e}"[:500])
         return _Outcome(cb_id, response.status_code, response.text[:500], None)
@@ -150,7 +157,7 @@ class CallbackSender:
                 if o.ok:
                     cb.state, cb.next_attempt_at = "sent", None
                     continue
-                delay = self.policy.delay(cb.attempts)
+                delay = None if o.final else self.policy.delay(cb.attempts)
                 if delay is None:
                     cb.state, cb.next_attempt_at = "failed", None
                 else:

@@ -9,13 +9,27 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 
+def constant_time_equal(expected: str, given: str) -> bool:
+    """Whether a received secret or signature is the expected one, in constant time.
+
+    Compared as bytes: ``hmac.compare_digest`` raises on a ``str`` that is not ASCII, and a
+    header or query value is whatever the caller chose to send.
+    """
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass")
+    )
+
+
 def twilio_signature(url: str, params: Mapping[str, Iterable[str]], auth_token: str) -> str:
     """Twilio's HMAC-SHA1 over the URL and the sorted, de-duplicated form parameters."""
     parts = [url]
     for name in sorted(params):
         for value in sorted(set(params[name])):
             parts.append(name + value)
-    digest = hmac.digest(auth_token.encode(), "".join(parts).encode(), "sha1")
+    # surrogatepass: a path or value no client could have signed must still fail to match,
+    # not raise.
+    signed = "".join(parts).encode("utf-8", "surrogatepass")
+    digest = hmac.digest(auth_token.encode(), signed, "sha1")
     return base64.b64encode(digest).decode()
 
 
@@ -42,10 +56,10 @@ def verify_twilio_signature(
 ) -> bool:
     """Constant-time check of a received ``X-Twilio-Signature``."""
     materialised = {k: list(v) for k, v in params.items()}
-    if hmac.compare_digest(twilio_signature(url, materialised, auth_token), signature):
+    if constant_time_equal(twilio_signature(url, materialised, auth_token), signature):
         return True
     return any(
-        hmac.compare_digest(twilio_signature(candidate, materialised, auth_token), signature)
+        constant_time_equal(twilio_signature(candidate, materialised, auth_token), signature)
         for candidate in _port_variants(url)[1:]
     )
 

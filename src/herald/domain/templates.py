@@ -4,7 +4,10 @@ A template is stored once (per channel: its fields, see :data:`CHANNEL_FIELDS`) 
 for every recipient with that recipient's variables. Rendering runs in Jinja's
 ``ImmutableSandboxedEnvironment``: templates cannot reach Python internals (``__class__``,
 ``__globals__``, ...) nor mutate anything, and an undefined variable is an error rather than
-an empty string, so a notification never goes out with a hole in it.
+an empty string, so a notification never goes out with a hole in it. Every render also has a
+:class:`RenderBudget` (loop iterations, characters produced, time; see
+:mod:`herald.domain.template_budget`): a template that would spend more is a
+:class:`TemplateTooExpensive`, and the render stops itself, wherever it was.
 
 Filters on top of Jinja's builtins (``upper``, ``default``, ``round``, ``truncate``...):
 
@@ -51,19 +54,31 @@ from jinja2.exceptions import (
 from jinja2.lexer import Token, TokenStream
 from jinja2.meta import find_undeclared_variables
 from jinja2.parser import Parser
-from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import Undefined
+
+from herald.domain.template_budget import (
+    LIMIT_OUTPUT,
+    BudgetedSandbox,
+    BudgetExceeded,
+    RenderBudget,
+    instrument,
+    metered,
+    unmetered,
+)
 
 __all__ = [
     "CHANNEL_FIELDS",
+    "DEFAULT_BUDGET",
     "HTML_FIELDS",
     "LIST_FIELDS",
     "SETTINGS_FIELDS",
     "MissingVariables",
+    "RenderBudget",
     "TemplateProblem",
     "TemplateRenderProblem",
     "TemplateSecurityProblem",
     "TemplateSyntaxProblem",
+    "TemplateTooExpensive",
     "compile_check",
     "has_markup",
     "render",
@@ -125,9 +140,11 @@ SETTINGS_FIELDS["chat"].update(
     }
 )
 
-# Bounds for what a template may compute; the sandbox already caps range() at 100 000 items.
-MAX_REPEAT_LENGTH = 100_000
-MAX_EXPONENT = 1_000
+#: Longest source with markup that is compiled: compiling takes about 10 ms per 1,000
+#: characters of dense markup, and a compiled template is cached.
+MAX_SOURCE_CHARACTERS = 100_000
+
+DEFAULT_BUDGET = RenderBudget()
 
 
 class TemplateProblem(ValueError):
@@ -172,6 +189,25 @@ class TemplateRenderProblem(TemplateProblem):
     code = "template_render_error"
 
 
+class TemplateTooExpensive(TemplateProblem):
+    """Rendering would spend more than its budget; ``limit`` names the budget exhausted.
+
+    ``limit`` is a :class:`RenderBudget` field, or ``None`` for a limit no setting changes
+    (the length and nesting of the source). ``hint`` (what to do) is added by callers that
+    know which setting raises ``limit``.
+    """
+
+    code = "template_too_expensive"
+
+    def __init__(
+        self, limit: str | None, detail: str, *, hint: str = "", field: str | None = None
+    ) -> None:
+        sentence = f"The template is too expensive to render: {detail}."
+        super().__init__(f"{sentence} {hint}" if hint else sentence, field=field)
+        self.limit = limit
+        self.detail = detail
+
+
 class MissingVariables(TemplateProblem):
     """Variables the template needs were not given; ``names`` lists every one of them."""
 
@@ -203,6 +239,14 @@ def _check_defined(value: Any) -> None:
         str(value)
 
 
+def _shown(value: Any) -> str:
+    """``value`` as an error message quotes it: never a container's (unbounded) text."""
+    if not isinstance(value, str | int | float | Decimal | date):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def _to_datetime(value: Any) -> datetime | date:
     if isinstance(value, datetime | date):
         return value
@@ -222,28 +266,28 @@ def date_filter(value: Any, format: str = "%d.%m.%Y", tz: str | None = None) -> 
         when = _to_datetime(value)
     except (TypeError, ValueError, OverflowError, OSError) as e:
         raise TemplateRuntimeError(
-            f"date: {value!r} is not a date; give an ISO 8601 date such as 2026-01-31 or "
+            f"date: {_shown(value)} is not a date; give an ISO 8601 date such as 2026-01-31 or "
             "2026-01-31T09:30:00+00:00, or a Unix timestamp."
         ) from e
     if tz is not None and isinstance(when, datetime):
         try:
             zone = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as e:
-            raise TemplateRuntimeError(f"date: unknown time zone {tz!r}.") from e
+            raise TemplateRuntimeError(f"date: unknown time zone {_shown(tz)}.") from e
         when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(zone)
     return when.strftime(format)
 
 
 def _to_decimal(value: Any, name: str) -> Decimal:
     _check_defined(value)
-    if isinstance(value, bool):
-        raise TemplateRuntimeError(f"{name}: {value!r} is not a number.")
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise TemplateRuntimeError(f"{name}: {_shown(value)} is not a number.")
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError) as e:
-        raise TemplateRuntimeError(f"{name}: {value!r} is not a number.") from e
+        raise TemplateRuntimeError(f"{name}: {_shown(value)} is not a number.") from e
     if not number.is_finite():
-        raise TemplateRuntimeError(f"{name}: {value!r} is not a finite number.")
+        raise TemplateRuntimeError(f"{name}: {_shown(value)} is not a finite number.")
     return number
 
 
@@ -277,40 +321,9 @@ def money_filter(
 # ---------------------------------------------------------------------------
 
 
-def _finalize(value: Any) -> Any:
-    return "" if value is None else value
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``*`` and ``**`` bounded.
-
-    Without this, ``{{ 'x' * 10**10 }}`` or ``{{ 9**9**9 }}`` would exhaust memory or CPU
-    (intercepting the operators also stops Jinja from constant-folding them at compile time).
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
-        else:
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_REPEAT_LENGTH
-                ):
-                    raise SecurityError(
-                        f"repeating a sequence to more than {MAX_REPEAT_LENGTH} items"
-                    )
-        return super().call_binop(context, operator, left, right)
-
-
-def _make_env(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(
-        undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize, cache_size=0
-    )
+def _make_env(autoescape: bool) -> BudgetedSandbox:
+    # The budget's finalize also turns None into the empty string.
+    env = BudgetedSandbox(undefined=StrictUndefined, autoescape=autoescape, cache_size=0)
     env.filters["date"] = date_filter
     env.filters["number"] = number_filter
     env.filters["money"] = money_filter
@@ -364,7 +377,7 @@ def _line_column_fallback(source: str, line: int, message: str) -> int:
     return stripped + 1 if stripped < len(text) else 1
 
 
-def _syntax_column(env: _Sandbox, source: str, error: TemplateSyntaxError) -> int:
+def _syntax_column(env: BudgetedSandbox, source: str, error: TemplateSyntaxError) -> int:
     """The 1-based column of a syntax error Jinja reported only by line."""
     line = error.lineno
     unexpected_char = re.search(r" at (\d+)$", error.message or "")
@@ -451,6 +464,12 @@ def _required(ast: nodes.Template, variables: frozenset[str]) -> frozenset[str]:
 @functools.lru_cache(maxsize=2048)
 def _compile(source: str, html: bool) -> _Compiled:
     env = _HTML_ENV if html else _TEXT_ENV
+    if len(source) > MAX_SOURCE_CHARACTERS:
+        raise TemplateTooExpensive(
+            None,
+            f"it is {len(source)} characters long, and a template may have at most "
+            f"{MAX_SOURCE_CHARACTERS}",
+        )
     try:
         ast = env.parse(source)
         unsafe = _unsafe_access(ast, source)
@@ -462,6 +481,8 @@ def _compile(source: str, html: bool) -> _Compiled:
                 column,
             )
         variables = frozenset(find_undeclared_variables(ast)) - _GLOBALS
+        required = _required(ast, variables)
+        instrument(ast)
         template = env.from_string(ast)
         # Jinja keeps a template's globals as a ChainMap and copies it into every render's
         # context; a plain dict copies several times faster, and the globals never change.
@@ -470,7 +491,9 @@ def _compile(source: str, html: bool) -> _Compiled:
         line = e.lineno or 1
         message = re.sub(r" at \d+$", "", e.message or "invalid template syntax")
         raise TemplateSyntaxProblem(message, line, _syntax_column(env, source, e)) from e
-    return _Compiled(template, variables, _required(ast, variables))
+    except RecursionError as e:
+        raise TemplateTooExpensive(None, "it nests expressions too deeply to compile") from e
+    return _Compiled(template, variables, required)
 
 
 def compile_check(source: str, *, html: bool = False) -> None:
@@ -494,20 +517,30 @@ def _render_problem(detail: str | None) -> TemplateRenderProblem:
     return TemplateRenderProblem(f"The template could not be rendered: {detail}.")
 
 
-def render(source: str, variables: Mapping[str, Any], *, html: bool = False) -> str:
-    """Render ``source`` with ``variables`` in the sandbox.
+def render(
+    source: str,
+    variables: Mapping[str, Any],
+    *,
+    html: bool = False,
+    budget: RenderBudget = DEFAULT_BUDGET,
+) -> str:
+    """Render ``source`` with ``variables`` in the sandbox, spending at most ``budget``.
 
     Raises :class:`MissingVariables` naming every variable the template needs and was not
     given (the ones the render touched, plus every other one the template uses without a
     ``default``/``is defined`` guard, so one round trip is enough to fix them all);
-    :class:`TemplateSecurityProblem` on a sandbox violation; :class:`TemplateRenderProblem`
-    for any other failure.
+    :class:`TemplateSecurityProblem` on a sandbox violation; :class:`TemplateTooExpensive` when
+    the budget runs out (the render stops itself then, wherever it was);
+    :class:`TemplateRenderProblem` for any other failure.
     """
     if not has_markup(source):
         return source
     compiled = _compile(source, html)
+    token = metered(budget)
     try:
-        return compiled.template.render(variables)
+        out = compiled.template.render(variables)
+    except BudgetExceeded as e:
+        raise TemplateTooExpensive(e.limit, e.detail) from e
     except SecurityError as e:
         detail = str(e).rstrip(".")
         raise TemplateSecurityProblem(
@@ -525,18 +558,32 @@ def render(source: str, variables: Mapping[str, Any], *, html: bool = False) -> 
         raise _render_problem(e.message) from e
     except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as e:
         raise _render_problem(str(e)) from e
+    finally:
+        unmetered(token)
+    if len(out) > budget.max_output_characters:  # top-level literal text is not metered
+        raise TemplateTooExpensive(
+            LIMIT_OUTPUT, f"it would produce more than {budget.max_output_characters} characters"
+        )
+    return out
 
 
 def render_many(
-    sources: Mapping[str, str], variables: Mapping[str, Any], *, html_fields: Iterable[str] = ()
+    sources: Mapping[str, str],
+    variables: Mapping[str, Any],
+    *,
+    html_fields: Iterable[str] = (),
+    budget: RenderBudget = DEFAULT_BUDGET,
 ) -> dict[str, str]:
-    """Render several named sources; one :class:`MissingVariables` names what all of them lack."""
+    """Render several named sources; one :class:`MissingVariables` names what all of them lack.
+
+    Each source has its own ``budget``.
+    """
     html = frozenset(html_fields)
     out: dict[str, str] = {}
     missing: dict[str, list[str]] = {}
     for name, source in sources.items():
         try:
-            out[name] = render(source, variables, html=name in html)
+            out[name] = render(source, variables, html=name in html, budget=budget)
         except MissingVariables as e:
             missing[name] = e.names
         except TemplateProblem as e:

@@ -14,8 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_VISITOR_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
+from herald.domain.signatures import constant_time_equal
+
+_VISITOR_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
 MAX_TEXT = 4000
+MAX_ID = 2**63 - 1
 RECEIPTS = ("delivered", "read")
 
 
@@ -29,7 +32,7 @@ class FrameError(ValueError):
 
 def valid_visitor_id(visitor_id: str) -> bool:
     """Ids are short and URL-safe, so they travel in query strings and data attributes."""
-    return bool(_VISITOR_ID.match(visitor_id))
+    return _VISITOR_ID.fullmatch(visitor_id) is not None
 
 
 def visitor_token(secret: str, bot_id: str, visitor_id: str) -> str:
@@ -40,7 +43,7 @@ def visitor_token(secret: str, bot_id: str, visitor_id: str) -> str:
 
 def token_matches(secret: str, bot_id: str, visitor_id: str, token: str) -> bool:
     """Constant-time check of a presented visitor token."""
-    return hmac.compare_digest(visitor_token(secret, bot_id, visitor_id), token)
+    return constant_time_equal(visitor_token(secret, bot_id, visitor_id), token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,11 @@ def parse_frame(data: Any) -> VisitorText | Receipt:
         text, client_id = data.get("text"), data.get("clientId")
         if not isinstance(text, str) or not text.strip():
             raise FrameError("A text frame needs a non-empty 'text'.", "empty_text")
+        if "\x00" in text:  # no database column takes it (PostgreSQL refuses NUL in text)
+            raise FrameError("A message cannot contain the NUL character.", "invalid_text")
         if len(text) > MAX_TEXT:
             raise FrameError(f"A message may be at most {MAX_TEXT} characters.", "text_too_long")
-        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64 or "\x00" in client_id:
             raise FrameError(
                 "A text frame needs a 'clientId' (1-64 characters) unique to the message.",
                 "invalid_client_id",
@@ -78,7 +83,11 @@ def parse_frame(data: Any) -> VisitorText | Receipt:
         return VisitorText(text.strip(), client_id)
     if kind == "receipt":
         message_id, status = data.get("id"), data.get("status")
-        if not isinstance(message_id, int) or isinstance(message_id, bool) or message_id < 1:
+        if (
+            not isinstance(message_id, int)
+            or isinstance(message_id, bool)
+            or not 1 <= message_id <= MAX_ID  # a larger one fits no database
+        ):
             raise FrameError("A receipt needs the message's integer 'id'.", "invalid_receipt")
         if status not in RECEIPTS:
             raise FrameError("A receipt's 'status' is 'delivered' or 'read'.", "invalid_receipt")

@@ -1,14 +1,17 @@
 """The messages API request bodies, wire-compatible with TWIN's Messaging API v1.
 
 Unknown fields are refused (``extra="forbid"``) so a typo or a feature Herald does not have
-yet is a clear 422, never silently ignored.
+yet is a clear 422, never silently ignored. Every request model takes each value as the JSON
+type it is: numbers, booleans and strings are never converted into one another (the
+``Strict*`` types; a plain ``str`` already refuses the others), so ``{"rateLimit": true}`` is
+a 422 ``wrong_type``, not one message a second. An integer is still a valid float.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 Scalar = str | int | float | bool | None
 
@@ -38,8 +41,8 @@ class SmsChannelIn(WireModel):
     text: Annotated[str | None, Field(min_length=1)] = None
     from_: str | None = Field(default=None, alias="from")
     provider: str | None = None
-    validity_period: int | None = Field(default=None, alias="validityPeriod")
-    required: bool | None = None
+    validity_period: StrictInt | None = Field(default=None, alias="validityPeriod")
+    required: StrictBool | None = None
 
 
 class RichChannelIn(WireModel):
@@ -48,8 +51,8 @@ class RichChannelIn(WireModel):
     text: str | None = None
     from_: str | None = Field(default=None, alias="from")
     provider: str | None = None
-    validity_period: int | None = Field(default=None, alias="validityPeriod")
-    required: bool | None = None
+    validity_period: StrictInt | None = Field(default=None, alias="validityPeriod")
+    required: StrictBool | None = None
     subject: str | None = None
     html: str | None = None
     from_name: str | None = Field(default=None, alias="fromName")
@@ -72,12 +75,12 @@ class ChatChannelIn(WireModel):
     bot_id: str | None = Field(default=None, alias="botId", max_length=36)
     messenger_type: str | None = Field(default=None, alias="messengerType", max_length=30)
     chat_session_name: str | None = Field(default=None, alias="chatSessionName", max_length=200)
-    continue_last_or_start_new_session: bool | None = Field(
+    continue_last_or_start_new_session: StrictBool | None = Field(
         default=None, alias="continueLastOrStartNewSession"
     )
     provider: str | None = None
-    validity_period: int | None = Field(default=None, alias="validityPeriod")
-    required: bool | None = None
+    validity_period: StrictInt | None = Field(default=None, alias="validityPeriod")
+    required: StrictBool | None = None
     text: str | None = None
     image_url: str | None = Field(default=None, alias="imageUrl")
     button_url: str | None = Field(default=None, alias="buttonUrl")
@@ -91,8 +94,8 @@ class MessageIn(WireModel):
     callback_data: str | None = Field(default=None, alias="callbackData")
     group_id: str | None = Field(default=None, alias="groupId", max_length=100)
     template_id: str | None = Field(default=None, alias="templateId")
-    use_short_links: bool | None = Field(default=None, alias="useShortLinks")
-    validate_: bool | None = Field(default=None, alias="validate")
+    use_short_links: StrictBool | None = Field(default=None, alias="useShortLinks")
+    validate_: StrictBool | None = Field(default=None, alias="validate")
     allowed_time_ranges: list[list[str]] | None = Field(default=None, alias="allowedTimeRanges")
     send_at: Any = Field(default=None, alias="sendAt")
     # Herald's additions: the recipient's IANA zone for allowedTimeRanges, and template
@@ -102,7 +105,7 @@ class MessageIn(WireModel):
 
 
 class CreateMessagesIn(WireModel):
-    company_id: str | int | None = Field(default=None, alias="companyId")
+    company_id: str | StrictInt | None = Field(default=None, alias="companyId")
     task_id: str | None = Field(default=None, alias="taskId", max_length=100)
     bulk_id: str | None = Field(default=None, alias="bulkId", max_length=36)
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=1000)]
@@ -129,6 +132,8 @@ def id_list(value: IdList) -> list[str]:
 
 def pydantic_code(error_type: str) -> str:
     """A stable machine code for one of pydantic's error types."""
+    if error_type.endswith("_type"):  # string_type, int_type, bool_type, list_type, ...
+        return "wrong_type"
     return {
         "missing": "missing_field",
         "extra_forbidden": "unknown_field",

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.config import Settings
 from herald.domain.scheduling import InvalidSchedule, first_due, parse_send_at, validity_end
 from herald.domain.statuses import Status
+from herald.domain.templates import DEFAULT_BUDGET, RenderBudget, TemplateTooExpensive
 from herald.domain.time_windows import InvalidTimeRange, TimeRange, parse_ranges
 from herald.domain.timezones import InvalidTimeZone, load_zone, resolve_zone
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import NotFound
 from herald.schemas.messages import (
     CreateMessagesIn,
@@ -29,6 +31,7 @@ from herald.services.message_plans import (
     resolve_steps,
 )
 from herald.services.problems import Problems
+from herald.services.rendering import budget_from_settings, off_loop
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import (
     LinkBatch,
@@ -38,6 +41,7 @@ from herald.services.short_links import (
     short_link_base,
 )
 from herald.services.templates import TemplateSnapshot, load_template
+from herald.services.url_checks import url_problem
 from herald.store.base import new_id
 from herald.store.bulk import insert_many
 from herald.store.messages import Delivery, Message, StatusEvent
@@ -45,7 +49,7 @@ from herald.store.projects import Project
 from herald.store.tasks import Task
 
 
-def _check_callback_url(url: str | None, path: str, problems: Problems) -> None:
+def _check_callback_url(url: str | None, path: str, problems: Problems, urls: UrlPolicy) -> None:
     if url is None:
         return
     parts = urlsplit(url)
@@ -55,6 +59,8 @@ def _check_callback_url(url: str | None, path: str, problems: Problems) -> None:
             "'callbackUrl' must be an absolute http(s) URL.",
             "invalid_callback_url",
         )
+    elif (refused := url_problem(urls, url, "callbackUrl")) is not None:
+        problems.add(f"{path}.callbackUrl", refused, "url_not_allowed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,10 @@ class CreationPolicy:
     # request gives it no validityPeriod.
     cascade_wait_minutes: int = 60
     quiet_hours_pause_validity: bool = False
+    # Which private hosts callbackUrl may name (none unless the installation says so).
+    urls: UrlPolicy = PUBLIC_ONLY
+    # What one render of a message's text may spend.
+    render_budget: RenderBudget = DEFAULT_BUDGET
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CreationPolicy:
@@ -135,6 +145,8 @@ class CreationPolicy:
             link_retention=retention_of(settings),
             cascade_wait_minutes=settings.cascade_wait_minutes,
             quiet_hours_pause_validity=settings.quiet_hours_pause_validity,
+            urls=settings.url_policy,
+            render_budget=budget_from_settings(settings),
         )
 
 
@@ -229,6 +241,53 @@ async def _check_request_fields(
             )
 
 
+def _render_recipients(
+    msg: MessageIn,
+    path: str,
+    steps: list[Step],
+    template: TemplateSnapshot | None,
+    problems: Problems,
+    policy: CreationPolicy,
+) -> list[Recipient]:
+    recipients = []
+    for j, dest in enumerate(msg.destinations):
+        seen = len(problems.items)
+        recipient = recipient_for(
+            dest,
+            f"{path}.destinations[{j}]",
+            msg,
+            steps,
+            template,
+            problems,
+            short_link_base=policy.short_link_base,
+            budget=policy.render_budget,
+        )
+        if recipient is not None:
+            recipients.append(recipient)
+        elif any(p["code"] == TemplateTooExpensive.code for p in problems.items[seen:]):
+            # The request is refused anyway, and each other destination's render could
+            # spend as much again.
+            break
+    return recipients
+
+
+async def _recipients(
+    msg: MessageIn,
+    path: str,
+    steps: list[Step],
+    template: TemplateSnapshot | None,
+    problems: Problems,
+    policy: CreationPolicy,
+) -> list[Recipient]:
+    """Each destination's content, rendered off the event loop when there is anything to render."""
+    renders = (
+        template is not None or bool(msg.variables) or any(d.variables for d in msg.destinations)
+    )
+    if not renders:  # literal texts: no thread hop
+        return _render_recipients(msg, path, steps, template, problems, policy)
+    return await off_loop(lambda: _render_recipients(msg, path, steps, template, problems, policy))
+
+
 async def plan_messages(
     session: AsyncSession,
     project_id: str,
@@ -258,7 +317,7 @@ async def plan_messages(
     plans: list[_Planned] = []
     for i, msg in enumerate(request.messages):
         path = f"messages[{i}]"
-        _check_callback_url(msg.callback_url, path, problems)
+        _check_callback_url(msg.callback_url, path, problems, policy.urls)
         template = await _template(session, project_id, msg, path, problems)
         if msg.template_id and template is None:
             continue
@@ -270,22 +329,7 @@ async def plan_messages(
         if timing is None or not steps or len(steps) != len(specs):
             continue
         validities = _validities(steps, path, problems, policy.cascade_wait_minutes)
-        recipients = [
-            r
-            for j, dest in enumerate(msg.destinations)
-            if (
-                r := recipient_for(
-                    dest,
-                    f"{path}.destinations[{j}]",
-                    msg,
-                    steps,
-                    template,
-                    problems,
-                    short_link_base=policy.short_link_base,
-                )
-            )
-            is not None
-        ]
+        recipients = await _recipients(msg, path, steps, template, problems, policy)
         plans.append(_Planned(msg, template, timing, steps, validities, recipients))
     problems.raise_if_any()
 

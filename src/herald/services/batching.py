@@ -66,24 +66,61 @@ class GroupCommitter(Generic[T, R]):
             await self._apply_batch(batch)
 
     async def _apply_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        items = [item for item, _ in batch]
-        for attempt in range(1, self._attempts + 1):
-            try:
-                results = await self._apply(items)
-                break
-            except Exception as e:
-                if attempt == self._attempts:
-                    log.exception("applying a batch of %d failed", len(items))
-                    results = [e] * len(items)
-                    break
-                # A lock timeout or a dropped connection: the whole batch rolled back, so
-                # trying it again cannot apply anything twice.
-                log.warning("applying a batch of %d failed; retrying", len(items), exc_info=True)
-                await asyncio.sleep(0.05 * attempt)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
+        """Apply ``batch`` and settle each caller's future with its own result.
+
+        A batch that fails as a whole is split in halves, each applied on its own, so one
+        item that breaks the transaction fails alone instead of every caller in the batch. An
+        item gives up after it was in ``attempts`` failed applications (a lone item is retried
+        that often: a lock timeout or a dropped connection rolls the whole transaction back,
+        so applying again cannot apply anything twice). When failures keep coming with no
+        success between them, the database rather than an item is at fault: the rest of the
+        batch fails at once instead of being split down to every single item.
+        """
+        give_up_after = self._attempts + (len(batch) - 1).bit_length()
+        failures = 0  # failed applications since the last one that succeeded
+        last_error: Exception | None = None
+        # Groups still to apply, the next on top, with how many failed applications each
+        # of their items has been part of.
+        pending: list[tuple[list[tuple[T, asyncio.Future[R]]], int]] = [(batch, 0)]
+        while pending:
+            group, tries = pending.pop()
+            if last_error is not None and failures >= give_up_after:
+                given_up: list[R | Exception] = [last_error] * len(group)
+                _settle(group, given_up)
                 continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            try:
+                results = await self._apply([item for item, _ in group])
+                if len(results) != len(group):
+                    raise RuntimeError(f"applying {len(group)} items gave {len(results)} results")
+            except Exception as e:
+                failures, tries, last_error = failures + 1, tries + 1, e
+                if len(group) > 1:
+                    log.warning(
+                        "applying a batch of %d failed; applying its halves apart",
+                        len(group),
+                        exc_info=True,
+                    )
+                    middle = len(group) // 2
+                    pending += [(group[middle:], tries), (group[:middle], tries)]
+                elif tries < self._attempts:
+                    log.warning("applying an item failed; retrying", exc_info=True)
+                    await asyncio.sleep(0.05 * tries)
+                    pending.append((group, tries))
+                else:
+                    log.exception("applying an item failed")
+                    failed: list[R | Exception] = [e]
+                    _settle(group, failed)
+                continue
+            failures = 0
+            _settle(group, results)
+
+
+def _settle(group: list[tuple[T, asyncio.Future[R]]], results: list[R | Exception]) -> None:
+    """Give each caller still waiting its result, or raise its error in it."""
+    for (_, future), result in zip(group, results, strict=True):
+        if future.done():  # the caller went away
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

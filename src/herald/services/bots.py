@@ -37,6 +37,7 @@ from herald.domain.keywords import (
 )
 from herald.domain.phones import InvalidPhone, to_e164
 from herald.domain.signatures import herald_signature, verify_twilio_signature
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
@@ -49,6 +50,7 @@ from herald.services.suppressions import (
     lift_suppression,
     record_suppression,
 )
+from herald.services.url_checks import refuse_url
 from herald.services.vault import Vault
 from herald.store.bots import Bot, ContactActivity, Conversation, ConversationMessage
 from herald.store.messages import Message
@@ -91,12 +93,13 @@ class BotFields:
     help_text: str | Unset | None = UNSET
 
 
-def _http_url(value: str | None, field: str) -> str | None:
+def _http_url(value: str | None, field: str, urls: UrlPolicy) -> str | None:
     if value is None or value == "":
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _invalid(f"'{field}' must be an absolute http(s) URL.", field)
+    refuse_url(urls, value, field)
     return value
 
 
@@ -108,7 +111,7 @@ def _text(value: str | None, field: str) -> str | None:
     return value
 
 
-def _apply(bot: Bot, fields: BotFields, vault: Vault) -> None:
+def _apply(bot: Bot, fields: BotFields, vault: Vault, urls: UrlPolicy) -> None:
     """Validate and set every given field."""
     if not isinstance(fields.name, Unset):
         name = fields.name.strip()
@@ -138,9 +141,9 @@ def _apply(bot: Bot, fields: BotFields, vault: Vault) -> None:
                 "invalid_phone",
             ) from e
     if not isinstance(fields.base_url, Unset):
-        bot.base_url = _http_url(fields.base_url, "baseUrl")
+        bot.base_url = _http_url(fields.base_url, "baseUrl", urls)
     if not isinstance(fields.webhook_url, Unset):
-        bot.webhook_url = _http_url(fields.webhook_url, "webhookUrl")
+        bot.webhook_url = _http_url(fields.webhook_url, "webhookUrl", urls)
     if not isinstance(fields.reply_timeout, Unset):
         timeout = 3.0 if fields.reply_timeout is None else fields.reply_timeout
         if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
@@ -166,7 +169,7 @@ def _apply(bot: Bot, fields: BotFields, vault: Vault) -> None:
 
 
 async def _ensure_sender(
-    session: AsyncSession, vault: Vault, bot: Bot, auth_token: str | None
+    session: AsyncSession, vault: Vault, bot: Bot, auth_token: str | None, urls: UrlPolicy
 ) -> None:
     """Register the bot's number as a Twilio SMS sender of the project, unless one exists,
     so replies sent later go through the normal pipeline with status callbacks."""
@@ -193,6 +196,7 @@ async def _ensure_sender(
                 base_url=bot.base_url,
                 default=False,
             ),
+            urls=urls,
         )
     elif existing.provider == "twilio" and auth_token is not None:
         # The bot's credentials changed: the sender for its number follows them.
@@ -203,9 +207,18 @@ async def _ensure_sender(
 
 
 async def create_bot(
-    session: AsyncSession, vault: Vault, project_id: str, fields: BotFields, *, now: datetime
+    session: AsyncSession,
+    vault: Vault,
+    project_id: str,
+    fields: BotFields,
+    *,
+    now: datetime,
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> Bot:
-    """A new bot; its number also becomes an SMS sender of the project (if it is not one)."""
+    """A new bot; its number also becomes an SMS sender of the project (if it is not one).
+
+    ``urls`` names the private hosts its webhookUrl and baseUrl may point at (none by default).
+    """
     missing = [
         wire
         for wire, value in (
@@ -219,7 +232,7 @@ async def create_bot(
     if missing:
         raise _invalid(f"'{missing[0]}' is required.", missing[0], "missing_field")
     bot = Bot(project_id=project_id, rules=[], reply_timeout=3.0, created_at=now, updated_at=now)
-    _apply(bot, fields, vault)
+    _apply(bot, fields, vault, urls)
     session.add(bot)
     try:
         async with session.begin_nested():
@@ -227,7 +240,7 @@ async def create_bot(
     except IntegrityError as e:
         raise Conflict(f"This project already has a bot on {bot.phone}.", code="bot_exists") from e
     token = fields.auth_token if isinstance(fields.auth_token, str) else None
-    await _ensure_sender(session, vault, bot, token)
+    await _ensure_sender(session, vault, bot, token, urls)
     return bot
 
 
@@ -246,10 +259,11 @@ async def update_bot(
     fields: BotFields,
     *,
     now: datetime,
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> Bot:
     """Change any of a bot's fields; those left out keep their values."""
     bot = await get_bot(session, project_id, bot_id)
-    _apply(bot, fields, vault)
+    _apply(bot, fields, vault, urls)
     bot.updated_at = now
     try:
         async with session.begin_nested():
@@ -262,7 +276,7 @@ async def update_bot(
     )
     if credentials_changed:
         token = vault.decrypt_json(bot.credentials_encrypted).get("authToken", "")
-        await _ensure_sender(session, vault, bot, token)
+        await _ensure_sender(session, vault, bot, token, urls)
     return bot
 
 

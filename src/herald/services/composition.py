@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herald.domain.segments import SMS_MAX_CHARACTERS, count_segments, smart_encode
-from herald.domain.templates import MissingVariables, TemplateProblem
+from herald.domain.templates import DEFAULT_BUDGET, MissingVariables, RenderBudget, TemplateProblem
 from herald.schemas.messages import Scalar
 from herald.services.short_links import PlannedLink, shorten_text
 from herald.services.templates import TemplateSnapshot, render_channel
@@ -41,6 +41,7 @@ def compose_sms(
     *,
     short_links_base: str | None,
     smart_encoding: bool,
+    budget: RenderBudget = DEFAULT_BUDGET,
 ) -> ComposedSms:
     """The SMS text for one recipient, with the short links it needs.
 
@@ -49,7 +50,7 @@ def compose_sms(
     """
     if template is not None or variables:
         try:
-            content = render_channel(template, "sms", overrides, variables)
+            content = render_channel(template, "sms", overrides, variables, budget=budget)
         except MissingVariables as e:
             raise CompositionProblem(
                 f"variables missing: {', '.join(e.names)}",
@@ -57,7 +58,8 @@ def compose_sms(
                 {"missing": e.names},
             ) from e
         except TemplateProblem as e:
-            raise CompositionProblem(e.message, e.code) from e
+            # Callers end the sentence themselves.
+            raise CompositionProblem(e.message.rstrip("."), e.code) from e
     else:
         content = dict(overrides)
     text = content.get("text")
@@ -105,11 +107,13 @@ def compose_rich(
     channel: str,
     overrides: Mapping[str, Any],
     variables: Mapping[str, Scalar],
+    *,
+    budget: RenderBudget = DEFAULT_BUDGET,
 ) -> ComposedRich:
     """E-mail, Telegram or WhatsApp content for one recipient: text plus the rich fields."""
     if template is not None or variables:
         try:
-            content = render_channel(template, channel, overrides, variables)
+            content = render_channel(template, channel, overrides, variables, budget=budget)
         except MissingVariables as e:
             raise CompositionProblem(
                 f"variables missing for {channel}: {', '.join(e.names)}",
@@ -117,7 +121,8 @@ def compose_rich(
                 {"missing": e.names},
             ) from e
         except TemplateProblem as e:
-            raise CompositionProblem(e.message, e.code) from e
+            # Callers end the sentence themselves.
+            raise CompositionProblem(e.message.rstrip("."), e.code) from e
     else:
         content = dict(overrides)
     text = content.get("text") if isinstance(content.get("text"), str) else None

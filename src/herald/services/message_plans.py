@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from herald.channels.email import validate_email_address
 from herald.domain.phones import InvalidPhone, to_e164
+from herald.domain.templates import DEFAULT_BUDGET, RenderBudget
 from herald.errors import ValidationFailed
 from herald.schemas.messages import (
     ChatChannelIn,
@@ -228,6 +229,7 @@ def recipient_for(
     problems: Problems,
     *,
     short_link_base: str,
+    budget: RenderBudget = DEFAULT_BUDGET,
 ) -> Recipient | None:
     """One destination's content on each channel it has an address for."""
     for key, value in dest.model_dump(by_alias=True).items():
@@ -257,7 +259,7 @@ def recipient_for(
     contents = []
     for index, step in reachable:
         try:
-            content = _content(step, addresses, msg, template, variables, short_link_base)
+            content = _content(step, addresses, msg, template, variables, short_link_base, budget)
             contents.append(replace(content, index=index))
         except CompositionProblem as e:
             # A literal text is the request's own problem; a rendered one depends on this
@@ -292,12 +294,14 @@ def _content(
     template: TemplateSnapshot | None,
     variables: dict[str, Any],
     short_link_base: str,
+    budget: RenderBudget,
 ) -> StepContent:
     address = addresses[ADDRESS_FIELD[step.channel]]
     if isinstance(step.spec, SmsChannelIn):
         overrides = {"text": step.spec.text} if step.spec.text is not None else {}
         if step.bot_id:  # a chat session over SMS: the chat text, rendered once
-            overrides = {"text": compose_rich(template, "chat", overrides, variables).text}
+            chat = compose_rich(template, "chat", overrides, variables, budget=budget)
+            overrides = {"text": chat.text}
             template, variables = None, {}
         sms = compose_sms(
             template,
@@ -305,6 +309,7 @@ def _content(
             variables,
             short_links_base=short_link_base if msg.use_short_links else None,
             smart_encoding=step.sender.smart_encoding,
+            budget=budget,
         )
         session = {BOT_KEY: step.bot_id} if step.bot_id else None
         return StepContent(step, address, sms.text, session, sms.segments, sms.links)
@@ -324,7 +329,9 @@ def _content(
         },
     )
     # A chat session's text comes from the template's chat content, whatever the messenger.
-    rich = compose_rich(template, "chat" if step.bot_id else step.channel, overrides, variables)
+    rich = compose_rich(
+        template, "chat" if step.bot_id else step.channel, overrides, variables, budget=budget
+    )
     content: dict[str, Any] = dict(rich.content)
     if step.bot_id:
         content[BOT_KEY] = step.bot_id

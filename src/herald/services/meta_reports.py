@@ -74,7 +74,7 @@ async def apply_meta_webhook(
         )
     try:
         payload = json.loads(raw_body)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep to parse
         raise InvalidRequest("The webhook body is not JSON.", code="malformed_json") from e
     if not isinstance(payload, dict):
         raise InvalidRequest("The webhook body is not a JSON object.", code="malformed_json")

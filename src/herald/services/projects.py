@@ -81,6 +81,12 @@ async def authenticate(session: AsyncSession, api_key: str) -> Project:
     return project
 
 
+async def key_owners(session: AsyncSession) -> dict[str, str]:
+    """Every project's API key hash, with the project it opens."""
+    rows = await session.execute(select(Project.api_key_hash, Project.id))
+    return {key_hash: project_id for key_hash, project_id in rows}
+
+
 async def list_projects(session: AsyncSession) -> list[Project]:
     return list(await session.scalars(select(Project).order_by(Project.created_at)))
 

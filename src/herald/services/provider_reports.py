@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +29,13 @@ from herald.store.rows import (
     load_siblings,
 )
 from herald.store.senders import Sender
+
+log = logging.getLogger("herald.twilio")
+
+CHECK_FAILED = (
+    "Herald could not check this status callback; nothing was changed. The server log has "
+    "the details."
+)
 
 # Twilio's asynchronous delivery errors, worded for the message view.
 TWILIO_ERRORS = {
@@ -61,6 +70,9 @@ class TwilioReport:
     received_at: datetime
 
 
+# Herald's ids (UUID text) and Twilio's SIDs (two letters, 32 hex digits) both fit.
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 # Built once (see store.rows.by_ids).
 _DELIVERY_OF = select(ATTEMPTS.c.id, ATTEMPTS.c.delivery_id).where(by_ids(ATTEMPTS.c.id))
 _SECRETS = select(Sender.id, Sender.credentials_encrypted).where(by_ids(Sender.id))
@@ -93,10 +105,13 @@ async def apply_twilio_reports(
     """Verify and apply Twilio status callbacks in one transaction, in arrival order.
 
     Each result says whether that report moved its message, or is the error to answer it
-    with; a refused report changes nothing. Safe to receive twice or out of order: the
-    transition table ignores anything that would move a message backwards.
+    with; a refused report changes nothing, and one that cannot even be checked fails alone.
+    An error while applying a checked report is raised: the transaction rolls back, and the
+    group committer applies smaller groups so that only that report fails. Safe to receive
+    twice or out of order: the transition table ignores anything that would move a message
+    backwards.
     """
-    attempt_ids = {r.attempt_id for r in reports}
+    attempt_ids = {r.attempt_id for r in reports if _plausible_id(r.attempt_id)}
     delivery_of: dict[str, str] = {
         attempt_id: delivery_id
         for attempt_id, delivery_id in await session.execute(
@@ -133,19 +148,20 @@ async def apply_twilio_reports(
                     "This status callback is for no attempt Herald knows.", code="unknown_attempt"
                 )
             delivery, message = rows[delivery_of[report.attempt_id]]
-            moved = _apply_one(
-                changes,
-                report,
-                attempts[report.attempt_id],
-                delivery,
-                message,
-                tokens[delivery.sender_id],
-            )
-            if delivery.lease_owner is None:  # a worker holding it schedules this itself
-                schedule_price_fetch(delivery, report.received_at, price_fetch_delay)
-            results.append(moved)
+            attempt = attempts[report.attempt_id]
+            sid, reported = _verified(report, attempt, tokens[delivery.sender_id])
         except HeraldError as e:
             results.append(e)
+            continue
+        except Exception:
+            # Nothing was changed for this report yet: it fails alone, the batch goes on.
+            log.exception("checking a Twilio status callback failed")
+            results.append(HeraldError(CHECK_FAILED))
+            continue
+        moved = _apply_one(changes, report, attempt, delivery, message, sid, reported)
+        if delivery.lease_owner is None:  # a worker holding it schedules this itself
+            schedule_price_fetch(delivery, report.received_at, price_fetch_delay)
+        results.append(moved)
     await changes.write(session)
     return results
 
@@ -154,7 +170,7 @@ async def _tokens_of_accounts(
     session: AsyncSession, vault: Vault, reports: Sequence[TwilioReport]
 ) -> dict[str, list[str]]:
     """The auth tokens of the Twilio accounts these reports name, removed senders included."""
-    accounts = {_first(r.params, "AccountSid") for r in reports} - {None}
+    accounts = {a for r in reports if _plausible_id(a := _first(r.params, "AccountSid") or "")}
     if not accounts:
         return {}
     found: dict[str, list[str]] = {}
@@ -165,6 +181,15 @@ async def _tokens_of_accounts(
         token = vault.decrypt_json(secret).get("authToken", "")
         found.setdefault(account or "", []).append(token)
     return found
+
+
+def _plausible_id(value: str) -> bool:
+    """Whether ``value`` could name an attempt or an account; others are not even looked up.
+
+    Anyone can post any path and parameters here; a NUL byte or a megabyte in a query would
+    fail the whole batch's transaction (PostgreSQL refuses NUL in text), not just this report.
+    """
+    return _ID.fullmatch(value) is not None
 
 
 def _is_signed(report: TwilioReport, token: str) -> bool:
@@ -181,15 +206,9 @@ def _forged() -> Forbidden:
     )
 
 
-def _apply_one(
-    changes: Changes,
-    report: TwilioReport,
-    attempt: AttemptRow,
-    delivery: DeliveryRow,
-    message: MessageRow,
-    token: str,
-) -> bool:
-    params, now = report.params, report.received_at
+def _verified(report: TwilioReport, attempt: AttemptRow, token: str) -> tuple[str, str]:
+    """The message sid and status a callback for a known attempt reports, once it is checked."""
+    params = report.params
     if not _is_signed(report, token):
         raise _forged()
     sid = _first(params, "MessageSid") or _first(params, "SmsSid")
@@ -200,7 +219,19 @@ def _apply_one(
         )
     if attempt.provider_message_id and attempt.provider_message_id != sid:
         raise Conflict(f"Message {sid} does not belong to this attempt.", code="unknown_sid")
+    return sid, reported
 
+
+def _apply_one(
+    changes: Changes,
+    report: TwilioReport,
+    attempt: AttemptRow,
+    delivery: DeliveryRow,
+    message: MessageRow,
+    sid: str,
+    reported: str,
+) -> bool:
+    params, now = report.params, report.received_at
     changes.touch(attempt)
     changes.touch(delivery)
     if attempt.provider_message_id is None:

@@ -20,8 +20,10 @@ from herald.channels.twilio import DEFAULT_BASE_URL
 from herald.channels.whatsapp_meta import DEFAULT_BASE_URL as META_BASE_URL
 from herald.domain.phones import InvalidPhone, to_e164
 from herald.domain.statuses import Status
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.services.problems import Problems
+from herald.services.url_checks import host_problem, url_problem
 from herald.services.vault import Vault
 from herald.store.messages import Delivery
 from herald.store.senders import Sender
@@ -85,7 +87,7 @@ def _checked_from(channel: str, from_address: str) -> str:
         ) from e
 
 
-def _checked_base_url(provider: str, base_url: str | None) -> str | None:
+def _checked_base_url(provider: str, base_url: str | None, urls: UrlPolicy) -> str | None:
     if provider == "smtp":
         if not base_url:
             raise _invalid(
@@ -93,14 +95,18 @@ def _checked_base_url(provider: str, base_url: str | None) -> str | None:
                 "baseUrl",
             )
         try:
-            parse_smtp_url(base_url)
+            endpoint = parse_smtp_url(base_url)
         except ValueError as e:
             raise _invalid(f"'baseUrl' is not a usable SMTP URL: {e}", "baseUrl") from e
+        if (refused := host_problem(urls, endpoint.host, "baseUrl")) is not None:
+            raise _invalid(refused, "baseUrl", "url_not_allowed")
         return base_url
     if base_url is not None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _invalid("'baseUrl' must be an absolute http(s) URL.", "baseUrl")
+        if (refused := url_problem(urls, base_url, "baseUrl")) is not None:
+            raise _invalid(refused, "baseUrl", "url_not_allowed")
     if provider in ("twilio", "twilio-whatsapp"):
         return base_url or DEFAULT_BASE_URL
     if provider == "telegram":
@@ -122,7 +128,7 @@ ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _validated(new: NewSender) -> NewSender:
+def _validated(new: NewSender, urls: UrlPolicy) -> NewSender:
     channel = new.channel.lower()
     provider = new.provider.lower()
     if channel not in PROVIDERS:
@@ -137,8 +143,8 @@ def _validated(new: NewSender) -> NewSender:
         )
     faults = Problems()  # every problem of the sender at once
 
-    def fault(message: str, field: str) -> None:
-        faults.add(field, message, "invalid_sender")
+    def fault(message: str, field: str, code: str = "invalid_sender") -> None:
+        faults.add(field, message, code)
 
     from_address, base_url = "", new.base_url
     try:
@@ -146,9 +152,9 @@ def _validated(new: NewSender) -> NewSender:
     except ValidationFailed as e:
         fault(e.message, "from")
     try:
-        base_url = _checked_base_url(provider, new.base_url)
+        base_url = _checked_base_url(provider, new.base_url, urls)
     except ValidationFailed as e:
-        fault(e.message, "baseUrl")
+        fault(e.message, "baseUrl", e.code)
     if new.rate_limit is not None and not (0 < new.rate_limit <= 10_000):
         fault("'rateLimit' must be more than 0 and at most 10000 messages per second.", "rateLimit")
     given = {
@@ -188,7 +194,7 @@ def _validated(new: NewSender) -> NewSender:
     if faults.items:
         raise ValidationFailed(
             faults.summary(with_path=False),  # each sentence names its field
-            code="invalid_sender",
+            code=faults.items[0]["code"] if len(faults.items) == 1 else "invalid_sender",
             details={"field": faults.items[0]["path"], "errors": faults.items},
         )
     return replace(
@@ -223,10 +229,18 @@ async def _clear_default(session: AsyncSession, project_id: str, channel: str) -
 
 
 async def add_sender(
-    session: AsyncSession, vault: Vault, project_id: str, new: NewSender
+    session: AsyncSession,
+    vault: Vault,
+    project_id: str,
+    new: NewSender,
+    *,
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> Sender:
-    """Register a sender. The first real (non-sandbox) one becomes the default."""
-    new = _validated(new)
+    """Register a sender. The first real (non-sandbox) one becomes the default.
+
+    ``urls`` names the private hosts its baseUrl may point at (by default none).
+    """
+    new = _validated(new, urls)
     current_default = await session.scalar(
         select(Sender).where(
             Sender.project_id == project_id,
@@ -296,6 +310,8 @@ async def update_sender(
     project_id: str,
     sender_id: str,
     changes: dict[str, Any],
+    *,
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> Sender:
     """Change a sender's settings or secrets in place: fields not given are kept.
 
@@ -328,7 +344,7 @@ async def update_sender(
             if key in ACCOUNT_FIELDS[sender.provider]
         },
     )
-    wanted = _validated(replace(current, **changes))
+    wanted = _validated(replace(current, **changes), urls)
     if sender.is_default and wanted.default is False:
         raise _invalid(
             f"This is the project's default {sender.channel} sender; make another sender the "

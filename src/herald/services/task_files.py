@@ -43,7 +43,12 @@ def joined_csv(parts: Sequence[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
     header: bytes | None = None
     for name, source in parts:
         first = source.readline()
-        if sheets.file_format(name, first) != "csv":
+        try:
+            fmt = sheets.file_format(name, first)
+        except sheets.SpreadsheetProblem as e:
+            joined.close()
+            raise ValidationFailed(f"{name!r}: {e.message}", code=e.code) from e
+        if fmt != "csv":
             joined.close()
             raise ValidationFailed(
                 f"{name!r} is not CSV; several files are joined into one send only when all "

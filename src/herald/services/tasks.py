@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from pydantic import Field, ValidationError
+from pydantic import Field, StrictBool, ValidationError
 from sqlalchemy import Table, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,7 +77,7 @@ class TaskSettings(WireModel):
     callback_url: str | None = Field(default=None, alias="callbackUrl")
     callback_data: str | None = Field(default=None, alias="callbackData")
     group_id: str | None = Field(default=None, alias="groupId", max_length=100)
-    use_short_links: bool | None = Field(default=None, alias="useShortLinks")
+    use_short_links: StrictBool | None = Field(default=None, alias="useShortLinks")
     allowed_time_ranges: list[list[str]] | None = Field(default=None, alias="allowedTimeRanges")
     send_at: Any = Field(default=None, alias="sendAt")
     timezone: str | None = Field(default=None, max_length=64)

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from herald.domain.signatures import constant_time_equal
 from herald.errors import Forbidden, InvalidRequest, NotFound
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
@@ -36,6 +37,8 @@ from herald.store.senders import Sender
 log = logging.getLogger("herald.telegram")
 
 CHANNEL = "telegram"
+# Longer ids are no Telegram chat's, and would not fit the columns that hold them.
+_MAX_ID_DIGITS = 32
 
 
 def webhook_secret(bot_token: str, sender_id: str) -> str:
@@ -67,26 +70,57 @@ class _Membership:
     status: str
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _chat_id(chat: Any) -> str | None:
+    """Telegram's chat ids are integers (52 bits); anything else in their place is no chat."""
+    found = _object(chat).get("id")
+    if isinstance(found, bool) or not isinstance(found, int | str):
+        return None
+    text = str(found)
+    return text if 0 < len(text) <= _MAX_ID_DIGITS else None
+
+
+def _update_id(value: Any) -> int | None:
+    """Telegram's update id; a larger one would not fit the sid it is stored in."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return None
+
+
+def _sent_at(date: Any) -> datetime:
+    if isinstance(date, int) and not isinstance(date, bool):
+        try:
+            return datetime.fromtimestamp(date, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return datetime.now(UTC)
+
+
 def _parse(update: dict[str, Any]) -> _Text | _Membership | None:
-    """What Herald acts on in an update; None for everything else (edits, groups, ...)."""
+    """What Herald acts on in an update; None for everything else (edits, groups, ...).
+
+    The secret token proves the update comes from Telegram, not that it has the shape
+    Herald expects: anything else in a field is read as the field missing.
+    """
     member = update.get("my_chat_member")
     if isinstance(member, dict):
-        chat = (member.get("chat") or {}).get("id")
-        status = (member.get("new_chat_member") or {}).get("status")
+        chat = _chat_id(member.get("chat"))
+        status = _object(member.get("new_chat_member")).get("status")
         if chat is not None and isinstance(status, str):
-            return _Membership(str(chat), status)
+            return _Membership(chat, status)
         return None
     message = update.get("message")
-    update_id = update.get("update_id")
-    if not isinstance(message, dict) or not isinstance(update_id, int):
+    update_id = _update_id(update.get("update_id"))
+    if not isinstance(message, dict) or update_id is None:
         return None
-    chat = (message.get("chat") or {}).get("id")
+    chat = _chat_id(message.get("chat"))
     text = message.get("text") or message.get("caption") or ""
     if chat is None or not isinstance(text, str) or not text:
         return None
-    date = message.get("date")
-    at = datetime.fromtimestamp(date, UTC) if isinstance(date, int) else datetime.now(UTC)
-    return _Text(update_id, str(chat), text, at)
+    return _Text(update_id, chat, text, _sent_at(message.get("date")))
 
 
 @dataclass(slots=True)
@@ -103,14 +137,14 @@ async def _receive(
     if sender is None or sender.provider != "telegram" or sender.removed_at is not None:
         raise NotFound("No Telegram sender has this id.", code="unknown_sender")
     token = vault.decrypt_json(sender.credentials_encrypted).get("botToken", "")
-    if not secret or not hmac.compare_digest(webhook_secret(token, sender.id), secret):
+    if not secret or not constant_time_equal(webhook_secret(token, sender.id), secret):
         raise Forbidden(
             "The X-Telegram-Bot-Api-Secret-Token header does not match this sender's.",
             code="invalid_signature",
         )
     try:
         update = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep to parse
         raise InvalidRequest("The update is not JSON.", code="malformed_json") from e
     event = _parse(update) if isinstance(update, dict) else None
     if isinstance(event, _Membership):

@@ -8,6 +8,9 @@ The seam message creation uses:
   fields (the request wins per field) and renders every content field;
 * :func:`template_error` turns a domain :class:`~herald.domain.templates.TemplateProblem` into
   the API's 422;
+* every render has a budget (:func:`~herald.services.rendering.budget_from_settings`), and
+  the API's renders and compile checks run off the event loop
+  (:func:`~herald.services.rendering.off_loop`);
 * short links: :func:`shorten_text` and :func:`save_short_links` (re-exported from
   :mod:`herald.services.short_links`).
 """
@@ -28,6 +31,7 @@ from herald.domain.links import rewrite_urls
 from herald.domain.segments import SMS_MAX_CHARACTERS, analyze, smart_encode
 from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import Scalar
+from herald.services.rendering import off_loop, with_setting
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import (
     CODE_LENGTH,
@@ -137,6 +141,8 @@ def template_error(problem: tpl.TemplateProblem, path: str) -> ValidationFailed:
         where = f"{path}: "
     if isinstance(problem, tpl.MissingVariables):
         details["missing"] = problem.names
+    if isinstance(problem, tpl.TemplateTooExpensive):
+        details["limit"] = problem.limit
     return ValidationFailed(where + problem.message, code=problem.code, details=details)
 
 
@@ -202,6 +208,8 @@ def _check_source(source: str, path: str, problems: _Problems, *, html: bool = F
         )
     except tpl.TemplateSecurityProblem as e:
         problems.add(path, e.message, e.code, line=e.line, column=e.column)
+    except tpl.TemplateTooExpensive as e:
+        problems.add(path, e.message, e.code)
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -383,8 +391,10 @@ async def create_template(
     """Validate and store a new template as its version 1."""
     problems = _Problems()
     name = _check_name(fields.name, problems)
-    channels = validate_channels(
-        {} if fields.channels is None else fields.channels, problems=problems
+    channels = await off_loop(
+        lambda: validate_channels(
+            {} if fields.channels is None else fields.channels, problems=problems
+        )
     )
     ranges = _check_ranges(
         [] if fields.allowed_time_ranges is None else fields.allowed_time_ranges, problems
@@ -424,7 +434,7 @@ async def update_template(
     channels = (
         current.channels
         if fields.channels is None
-        else validate_channels(fields.channels, problems=problems)
+        else await off_loop(lambda: validate_channels(fields.channels, problems=problems))
     )
     ranges = (
         current.allowed_time_ranges
@@ -462,7 +472,8 @@ async def get_template(
     """A template (its current version unless ``version`` is given) in TWIN's shape."""
     template = await _live(session, project_id, template_id)
     row = await _version(session, template, version or template.current_version)
-    return template_out(template, row)
+    # Listing its variables compiles every field, which a cold cache makes slow.
+    return await off_loop(lambda: template_out(template, row))
 
 
 async def list_templates(
@@ -493,7 +504,9 @@ async def list_templates(
         .limit(limit)
         .offset(offset)
     )
-    return {"count": count or 0, "items": [template_out(t, v) for t, v in rows]}
+    pairs = list(rows)
+    items = await off_loop(lambda: [template_out(t, v) for t, v in pairs])
+    return {"count": count or 0, "items": items}
 
 
 async def list_versions(session: AsyncSession, project_id: str, template_id: str) -> dict[str, Any]:
@@ -506,9 +519,8 @@ async def list_versions(session: AsyncSession, project_id: str, template_id: str
             .order_by(TemplateVersion.version.desc())
         )
     )
-    return {
-        "count": len(rows),
-        "items": [
+    items = await off_loop(
+        lambda: [
             {
                 "version": row.version,
                 "current": row.version == template.current_version,
@@ -516,8 +528,9 @@ async def list_versions(session: AsyncSession, project_id: str, template_id: str
                 "variables": variables_in(row.channels or {}),
             }
             for row in rows
-        ],
-    }
+        ]
+    )
+    return {"count": len(rows), "items": items}
 
 
 # ---------------------------------------------------------------------------
@@ -552,13 +565,17 @@ def render_channel(
     channel: str,
     overrides: Mapping[str, Any],
     variables: Mapping[str, Scalar],
+    *,
+    budget: tpl.RenderBudget = tpl.DEFAULT_BUDGET,
 ) -> dict[str, Any]:
     """One channel's content: template fields, overridden per field, every content field rendered.
 
     Delivery settings (``from``, ``provider``...) pass through unrendered; ``None`` in
     ``overrides`` means "not given". Raises :class:`~herald.domain.templates.MissingVariables`
     naming every variable missing across all the channel's fields (``by_field`` tells which
-    field needs which), or another ``TemplateProblem`` whose ``field`` names the culprit.
+    field needs which), or another ``TemplateProblem`` whose ``field`` names the culprit
+    (:class:`~herald.domain.templates.TemplateTooExpensive` when a field spends more than
+    ``budget``). Runs on the calling thread: callers on the event loop use ``off_loop``.
     """
     key = channel.lower()
     fields = tpl.CHANNEL_FIELDS.get(key)
@@ -575,7 +592,10 @@ def render_channel(
             for i, item in enumerate(value):
                 if isinstance(item, str):
                     sources[f"{name}[{i}]"] = item
-    rendered = tpl.render_many(sources, variables, html_fields=tpl.HTML_FIELDS)
+    try:
+        rendered = tpl.render_many(sources, variables, html_fields=tpl.HTML_FIELDS, budget=budget)
+    except tpl.TemplateTooExpensive as e:
+        raise with_setting(e) from e
     for name in fields:
         if name in tpl.LIST_FIELDS and isinstance(merged.get(name), list):
             merged[name] = [
@@ -663,6 +683,7 @@ async def _preview(
     options: PreviewOptions,
     *,
     base_url: str,
+    budget: tpl.RenderBudget,
 ) -> dict[str, Any]:
     problems = _Problems()
     if options.channels is None:
@@ -684,14 +705,18 @@ async def _preview(
 
     rendered: dict[str, dict[str, Any]] = {}
     missing: dict[str, list[str]] = {}
-    for key in selected:
-        try:
-            rendered[key] = render_channel(snapshot, key, {}, options.variables)
-        except tpl.MissingVariables as e:
-            for name, names in (e.by_field or {"text": e.names}).items():
-                missing[f"channels.{key}.{name}"] = names
-        except tpl.TemplateProblem as e:
-            raise template_error(e, f"channels.{key}.{e.field or 'text'}") from e
+
+    def render_selected() -> None:
+        for key in selected:
+            try:
+                rendered[key] = render_channel(snapshot, key, {}, options.variables, budget=budget)
+            except tpl.MissingVariables as e:
+                for name, names in (e.by_field or {"text": e.names}).items():
+                    missing[f"channels.{key}.{name}"] = names
+            except tpl.TemplateProblem as e:
+                raise template_error(e, f"channels.{key}.{e.field or 'text'}") from e
+
+    await off_loop(render_selected)
     if missing:
         names = sorted({n for ns in missing.values() for n in ns})
         plural = "s" if len(names) > 1 else ""
@@ -724,10 +749,11 @@ async def preview_template(
     options: PreviewOptions,
     *,
     base_url: str,
+    budget: tpl.RenderBudget = tpl.DEFAULT_BUDGET,
 ) -> dict[str, Any]:
     """Render a stored template per channel with ``options``; nothing is stored."""
     snapshot = await load_template(session, project_id, template_id)
-    return await _preview(session, project_id, snapshot, options, base_url=base_url)
+    return await _preview(session, project_id, snapshot, options, base_url=base_url, budget=budget)
 
 
 async def preview_content(
@@ -737,7 +763,9 @@ async def preview_content(
     options: PreviewOptions,
     *,
     base_url: str,
+    budget: tpl.RenderBudget = tpl.DEFAULT_BUDGET,
 ) -> dict[str, Any]:
     """Preview channel content given in the request (validated like a template being saved)."""
-    snapshot = TemplateSnapshot("", "", 0, validate_channels(channels), [])
-    return await _preview(session, project_id, snapshot, options, base_url=base_url)
+    checked = await off_loop(lambda: validate_channels(channels))
+    snapshot = TemplateSnapshot("", "", 0, checked, [])
+    return await _preview(session, project_id, snapshot, options, base_url=base_url, budget=budget)

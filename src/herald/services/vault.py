@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -13,6 +16,78 @@ from herald.config import Settings
 
 class KeyProblem(RuntimeError):
     """The installation's key cannot be read, or does not open what it encrypted."""
+
+
+# A Fernet key is 32 bytes in URL-safe base64: 44 characters, the last one "=".
+KEY_LENGTH = 44
+_BASE64URL = re.compile(rb"[A-Za-z0-9_=-]*")
+
+
+def _damaged(path: Path, what: str) -> KeyProblem:
+    return KeyProblem(
+        f"The key file {path} {what}. Restore it from your backup. If this installation holds "
+        "no secrets yet (no project was ever created with it), delete the file instead and "
+        "Herald makes a new key; otherwise the stored credentials cannot be opened without it."
+    )
+
+
+def _create_key_file(path: Path) -> bool:
+    """Write a new key to ``path`` all at once; False when another process wrote one first.
+
+    The key is written and synced to a temporary file in the same directory, which is then
+    linked to its name: a crash at any moment leaves either no key file (the next start
+    makes one) or a whole one, never an empty or half-written one that would lock the
+    installation out of its secrets. Linking, unlike renaming, never replaces a key another
+    process created in the meantime.
+    """
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise KeyProblem(f"Cannot create the key file {path}: {e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:  # mkstemp makes it 0600
+            f.write(Fernet.generate_key())
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise KeyProblem(f"Cannot create the key file {path}: {e}") from e
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+    _sync_directory(path.parent)
+    return True
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the new file's name durable, not only its content."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform opens directories; the file itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key in ``path``, refusing an empty or cut-short file with what to do about it."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as e:
+        raise KeyProblem(f"Cannot read the key file {path}: {e}") from e
+    if not key:
+        raise _damaged(path, "is empty (Herald was probably stopped while creating it)")
+    if len(key) < KEY_LENGTH and _BASE64URL.fullmatch(key):
+        raise _damaged(
+            path, f"is cut short: {len(key)} of the key's {KEY_LENGTH} characters are there"
+        )
+    return key
 
 
 class Vault:
@@ -37,25 +112,8 @@ class Vault:
         if settings.secret_key:
             return cls(settings.secret_key, source="HERALD_SECRET_KEY")
         path = Path(settings.secret_key_file)
-        generated = False
-        if not path.exists():
-            key = Fernet.generate_key()
-            # O_EXCL: two processes starting together must not each write a different key.
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise KeyProblem(f"Cannot create the key file {path}: {e}") from e
-            else:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(key)
-                generated = True
-        try:
-            key = path.read_bytes().strip()
-        except OSError as e:
-            raise KeyProblem(f"Cannot read the key file {path}: {e}") from e
-        return cls(key, source=f"the key file {path}", generated=generated)
+        generated = False if path.exists() else _create_key_file(path)
+        return cls(_read_key_file(path), source=f"the key file {path}", generated=generated)
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()

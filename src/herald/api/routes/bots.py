@@ -7,15 +7,26 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-import httpx
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, StrictFloat
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import Offset
+from herald.api.responses import API, JSON_BODY, errors
 from herald.api.routes.webchat import script_url, snippet
 from herald.api.routes.webhooks import EMPTY_TWIML, public_url_of
+from herald.bootstrap import bot_backend_client
 from herald.schemas.messages import WireModel
+from herald.schemas.out.bots import (
+    BotList,
+    BotOut,
+    ConversationDetail,
+    ConversationList,
+    ConversationMessage,
+    ConversationOut,
+    SuppressionList,
+    SuppressionOut,
+)
 from herald.services import bots as service
 from herald.services import suppressions
 from herald.services.accepting import CreationPolicy
@@ -45,7 +56,7 @@ class BotIn(WireModel):
     phone: str | None = _either("phone", "main-phone-number")
     base_url: str | None = _either("baseUrl")
     webhook_url: str | None = _either("webhookUrl")
-    reply_timeout: float | None = _either("replyTimeout")
+    reply_timeout: StrictFloat | None = _either("replyTimeout")
     rules: list[RuleIn] | None = None
     default_reply: str | None = _either("defaultReply")
     help_text: str | None = _either("helpText")
@@ -129,23 +140,36 @@ def twiml(replies: list[str]) -> str:
 # -- bots --------------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/bots", status_code=201, summary="Create a bot")
+@router.post(
+    "/api/v1/bots",
+    status_code=201,
+    summary="Create a bot",
+    response_model=BotOut,
+    responses=errors(API, JSON_BODY, 409),
+)
 async def create_bot(payload: BotIn, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         bot = await service.create_bot(
-            session, herald.vault, project, payload.fields(), now=herald.clock.now()
+            session,
+            herald.vault,
+            project,
+            payload.fields(),
+            now=herald.clock.now(),
+            urls=herald.settings.url_policy,
         )
         return bot_out(bot, herald.settings.public_url)
 
 
-@router.get("/api/v1/bots", summary="List bots")
+@router.get("/api/v1/bots", summary="List bots", response_model=BotList, responses=errors(API))
 async def list_bots(herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         bots = await service.list_bots(session, project)
     return {"count": len(bots), "items": [bot_out(b, herald.settings.public_url) for b in bots]}
 
 
-@router.get("/api/v1/bots/{bot_id}", summary="Get a bot")
+@router.get(
+    "/api/v1/bots/{bot_id}", summary="Get a bot", response_model=BotOut, responses=errors(API, 404)
+)
 async def get_bot(bot_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         bot = await service.get_bot(session, project, bot_id)
@@ -155,19 +179,35 @@ async def get_bot(bot_id: str, herald: HeraldDep, project: ProjectId) -> dict[st
 async def _update(bot_id: str, payload: BotIn, herald: HeraldDep, project: str) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         bot = await service.update_bot(
-            session, herald.vault, project, bot_id, payload.fields(), now=herald.clock.now()
+            session,
+            herald.vault,
+            project,
+            bot_id,
+            payload.fields(),
+            now=herald.clock.now(),
+            urls=herald.settings.url_policy,
         )
         return bot_out(bot, herald.settings.public_url)
 
 
-@router.put("/api/v1/bots/{bot_id}", summary="Update a bot (fields left out are kept)")
+@router.put(
+    "/api/v1/bots/{bot_id}",
+    summary="Update a bot (fields left out are kept)",
+    response_model=BotOut,
+    responses=errors(API, JSON_BODY, 404, 409),
+)
 async def put_bot(
     bot_id: str, payload: BotIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     return await _update(bot_id, payload, herald, project)
 
 
-@router.patch("/api/v1/bots/{bot_id}", summary="Update a bot (fields left out are kept)")
+@router.patch(
+    "/api/v1/bots/{bot_id}",
+    summary="Update a bot (fields left out are kept)",
+    response_model=BotOut,
+    responses=errors(API, JSON_BODY, 404, 409),
+)
 async def patch_bot(
     bot_id: str, payload: BotIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
@@ -182,6 +222,8 @@ def _unquoted(value: str | None) -> str | None:
 @router.post(
     "/api/v1/bots/{bot_id}",
     summary="Update a bot, seed 002 style: query parameters and/or a JSON body",
+    response_model=BotOut,
+    responses=errors(API, JSON_BODY, 404, 409),
 )
 async def post_bot(
     bot_id: str,
@@ -203,12 +245,20 @@ async def post_bot(
     fields = (payload or BotIn()).fields(**overrides)
     async with herald.sessions() as session, session.begin():
         bot = await service.update_bot(
-            session, herald.vault, project, bot_id, fields, now=herald.clock.now()
+            session,
+            herald.vault,
+            project,
+            bot_id,
+            fields,
+            now=herald.clock.now(),
+            urls=herald.settings.url_policy,
         )
         return bot_out(bot, herald.settings.public_url)
 
 
-@router.delete("/api/v1/bots/{bot_id}", status_code=204, summary="Delete a bot")
+@router.delete(
+    "/api/v1/bots/{bot_id}", status_code=204, summary="Delete a bot", responses=errors(API, 404)
+)
 async def delete_bot(bot_id: str, herald: HeraldDep, project: ProjectId) -> Response:
     async with herald.sessions() as session, session.begin():
         await service.delete_bot(session, project, bot_id)
@@ -218,7 +268,12 @@ async def delete_bot(bot_id: str, herald: HeraldDep, project: ProjectId) -> Resp
 # -- conversations -----------------------------------------------------------------------------
 
 
-@router.get("/api/v1/bots/{bot_id}/conversations", summary="List a bot's conversations")
+@router.get(
+    "/api/v1/bots/{bot_id}/conversations",
+    summary="List a bot's conversations",
+    response_model=ConversationList,
+    responses=errors(API, 404),
+)
 async def list_conversations(
     bot_id: str,
     herald: HeraldDep,
@@ -237,6 +292,9 @@ async def list_conversations(
 @router.get(
     "/api/v1/bots/{bot_id}/conversations/{conversation_id}",
     summary="A conversation with its messages, in order (marks it read)",
+    response_model=ConversationDetail,
+    response_model_exclude_unset=True,
+    responses=errors(API, 404),
 )
 async def get_conversation(
     bot_id: str, conversation_id: str, herald: HeraldDep, project: ProjectId
@@ -249,6 +307,9 @@ async def get_conversation(
     "/api/v1/bots/{bot_id}/conversations/{conversation_id}/messages",
     status_code=201,
     summary="Send a message in the conversation as the bot",
+    response_model=ConversationMessage,
+    response_model_exclude_unset=True,
+    responses=errors(API, JSON_BODY, 404, 409),
 )
 async def send_message(
     bot_id: str, conversation_id: str, payload: ReplyIn, herald: HeraldDep, project: ProjectId
@@ -271,6 +332,8 @@ async def send_message(
 @router.post(
     "/api/v1/bots/{bot_id}/conversations/{conversation_id}/close",
     summary="Close a conversation (the person's next text reopens it)",
+    response_model=ConversationOut,
+    responses=errors(API, 404),
 )
 async def close_conversation(
     bot_id: str, conversation_id: str, herald: HeraldDep, project: ProjectId
@@ -285,7 +348,13 @@ async def close_conversation(
 # -- suppressions ------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/suppressions", tags=["suppressions"], summary="List opt-out suppressions")
+@router.get(
+    "/api/v1/suppressions",
+    tags=["suppressions"],
+    summary="List opt-out suppressions",
+    response_model=SuppressionList,
+    responses=errors(API),
+)
 async def list_suppressions(
     herald: HeraldDep,
     project: ProjectId,
@@ -309,7 +378,12 @@ async def list_suppressions(
 
 
 @router.post(
-    "/api/v1/suppressions", status_code=201, tags=["suppressions"], summary="Suppress a pair"
+    "/api/v1/suppressions",
+    status_code=201,
+    tags=["suppressions"],
+    summary="Suppress a pair",
+    response_model=SuppressionOut,
+    responses=errors(API, JSON_BODY),
 )
 async def add_suppression(
     payload: SuppressionIn, herald: HeraldDep, project: ProjectId
@@ -340,6 +414,7 @@ async def add_suppression(
     status_code=204,
     tags=["suppressions"],
     summary="Remove a suppression",
+    responses=errors(API, 404),
 )
 async def remove_suppression(
     suppression_id: str, herald: HeraldDep, project: ProjectId
@@ -353,7 +428,17 @@ async def remove_suppression(
 
 
 @router.post(
-    "/webhooks/twilio/inbound/{bot_id}", tags=["webhooks"], summary="Twilio inbound message"
+    "/webhooks/twilio/inbound/{bot_id}",
+    tags=["webhooks"],
+    summary="Twilio inbound message",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "TwiML: the bot's immediate replies, if any.",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        **errors(400, 403, 404, 413),
+    },
 )
 async def twilio_inbound(
     bot_id: str,
@@ -374,6 +459,6 @@ async def twilio_inbound(
         signature=x_twilio_signature,
         received_at=herald.clock.now(),
     )
-    async with httpx.AsyncClient(headers={"User-Agent": "Herald-Bots/0.1"}) as client:
+    async with bot_backend_client(herald.settings) as client:
         replies = await service.handle_inbound(herald.sessions, herald.vault, client, inbound)
     return Response(twiml(replies), media_type="text/xml")

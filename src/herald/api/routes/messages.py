@@ -14,9 +14,11 @@ from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import ListFilter, Offset, Page, first_row, list_filter, query_time, twin_list
+from herald.api.responses import API, JSON_BODY, body, errors, json_response
 from herald.bootstrap import Herald
 from herald.errors import Conflict, ValidationFailed
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
+from herald.schemas.out.messages import BatchResult, GroupOut, MessageDetail, MessageList
 from herald.services import accepting
 from herald.services import messages as service
 from herald.store.db import read_snapshot
@@ -29,7 +31,16 @@ router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 MAX_RECIPIENTS = 10_000
 
 
-@router.post("", status_code=201, summary="Send messages (TWIN create batch)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Send messages (TWIN create batch)",
+    response_model=None,
+    responses={
+        **body(list[BatchResult], 201, "One result per created message (TWIN's bare array)."),
+        **errors(API, JSON_BODY, 409),
+    },
+)
 async def create_messages(
     payload: CreateMessagesIn,
     herald: HeraldDep,
@@ -157,7 +168,12 @@ def _replay(stored: IdempotentRequest, fingerprint: str) -> Response:
     )
 
 
-@router.get("", summary="List messages (TWIN list / get)")
+@router.get(
+    "",
+    summary="List messages (TWIN list / get)",
+    response_model=None,
+    responses={**body(MessageList), **errors(API)},
+)
 async def list_messages(
     request: Request,
     herald: HeraldDep,
@@ -178,7 +194,7 @@ async def list_messages(
     cursor: str | None = None,
     without_count: Annotated[bool, Query(alias="withoutCount")] = False,
     without_items: Annotated[bool, Query(alias="withoutItems")] = False,
-) -> dict[str, Any]:
+) -> Response:
     """Newest first, each with its status history. Filters take a comma-separated list,
     repeated parameters or PHP's ``name[0]=…``; ``flowId`` is the same as ``groupId``."""
     f = service.MessageFilter(
@@ -193,7 +209,7 @@ async def list_messages(
         created_to=query_time(to, "to"),
     )
     async with herald.sessions() as session:
-        return await service.list_messages(
+        listed = await service.list_messages(
             session,
             project,
             f,
@@ -203,6 +219,7 @@ async def list_messages(
             with_count=not without_count,
             with_items=not without_items,
         )
+    return json_response(listed)
 
 
 def _plus_restored(phone: str | None) -> str | None:
@@ -212,13 +229,23 @@ def _plus_restored(phone: str | None) -> str | None:
     return phone
 
 
-@router.get("/{message_id}", summary="One message with its history and attempts")
-async def get_message(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+@router.get(
+    "/{message_id}",
+    summary="One message with its history and attempts",
+    response_model=None,
+    responses={**body(MessageDetail), **errors(API, 404)},
+)
+async def get_message(message_id: str, herald: HeraldDep, project: ProjectId) -> Response:
     async with herald.sessions() as session:
-        return await service.get_message(session, project, message_id)
+        return json_response(await service.get_message(session, project, message_id))
 
 
-@router.delete("", summary="Cancel messages not yet sent (TWIN cancel)")
+@router.delete(
+    "",
+    summary="Cancel messages not yet sent (TWIN cancel)",
+    response_model=list[BatchResult],
+    responses=errors(API, JSON_BODY, 404, 409),
+)
 async def cancel_messages(
     payload: CancelMessagesIn, herald: HeraldDep, project: ProjectId
 ) -> list[dict[str, Any]]:
@@ -226,7 +253,12 @@ async def cancel_messages(
         return await service.cancel_messages(session, project, payload, now=herald.clock.now())
 
 
-@router.delete("/{message_id}", summary="Cancel one message not yet sent")
+@router.delete(
+    "/{message_id}",
+    summary="Cancel one message not yet sent",
+    response_model=BatchResult,
+    responses=errors(API, 404, 409),
+)
 async def cancel_message(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         results = await service.cancel_messages(
@@ -238,7 +270,12 @@ async def cancel_message(message_id: str, herald: HeraldDep, project: ProjectId)
 groups_router = APIRouter(prefix="/api/v1/groups", tags=["messages"])
 
 
-@groups_router.get("/{group_id}", summary="A group's overall status (delivered when any member is)")
+@groups_router.get(
+    "/{group_id}",
+    summary="A group's overall status (delivered when any member is)",
+    response_model=GroupOut,
+    responses=errors(API, 404),
+)
 async def get_group(group_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         return await service.get_group(session, project, group_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import Field
+from pydantic import Field, StrictFloat
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.responses import API, JSON_BODY, errors
 from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
+from herald.schemas.out.project import BandwidthList, ProjectOut
 from herald.services import projects as service
 from herald.store.projects import Project
 
@@ -18,11 +20,11 @@ router = APIRouter(prefix="/api/v1", tags=["project"])
 
 class ProjectSettingsIn(WireModel):
     default_timezone: str | None = Field(default=None, alias="defaultTimezone")
-    rate_limit: float | None = Field(default=None, alias="rateLimit")
+    rate_limit: StrictFloat | None = Field(default=None, alias="rateLimit")
 
 
 class BandwidthItem(WireModel):
-    bandwidth: float | None = None
+    bandwidth: StrictFloat | None = None
     channel: str | None = None
     provider: str | None = None
 
@@ -41,14 +43,21 @@ def project_out(project: Project, default_zone: str) -> dict[str, Any]:
     }
 
 
-@router.get("/project", summary="This project's settings")
+@router.get(
+    "/project", summary="This project's settings", response_model=ProjectOut, responses=errors(API)
+)
 async def get_project(herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         found = await service.get_project(session, project)
     return project_out(found, herald.settings.default_timezone)
 
 
-@router.patch("/project", summary="Change the default time zone or the project's rate cap")
+@router.patch(
+    "/project",
+    summary="Change the default time zone or the project's rate cap",
+    response_model=ProjectOut,
+    responses=errors(API, JSON_BODY),
+)
 async def patch_project(
     payload: ProjectSettingsIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
@@ -65,7 +74,12 @@ async def patch_project(
         return project_out(updated, herald.settings.default_timezone)
 
 
-@router.get("/bandwidth", summary="TWIN bandwidth list: the project's rate cap")
+@router.get(
+    "/bandwidth",
+    summary="TWIN bandwidth list: the project's rate cap",
+    response_model=BandwidthList,
+    responses=errors(API),
+)
 async def get_bandwidth(herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         found = await service.get_project(session, project)
@@ -82,7 +96,12 @@ async def get_bandwidth(herald: HeraldDep, project: ProjectId) -> dict[str, Any]
     return {"count": len(items), "items": items}
 
 
-@router.put("/bandwidth/{company_id}", summary="TWIN bandwidth update: set the rate cap")
+@router.put(
+    "/bandwidth/{company_id}",
+    status_code=204,
+    summary="TWIN bandwidth update: set the rate cap",
+    responses=errors(API, JSON_BODY),
+)
 async def put_bandwidth(
     company_id: str, payload: BandwidthIn, herald: HeraldDep, project: ProjectId
 ) -> Response:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat
 
 from herald.api.deps import HeraldDep, ProjectId
+from herald.api.responses import API, JSON_BODY, errors
 from herald.bootstrap import Herald
 from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
+from herald.schemas.out.project import SenderList, SenderOut, TelegramWebhook
 from herald.services import senders as service
 from herald.services.telegram_inbound import webhook_info
 from herald.store.senders import Sender
@@ -25,9 +27,9 @@ class _SenderSettingsIn(WireModel):
     phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
     auth_token: str | None = Field(default=None, alias="authToken")
     base_url: str | None = Field(default=None, alias="baseUrl")
-    rate_limit: float | None = Field(default=None, alias="rateLimit")
-    default: bool | None = None
-    smart_encoding: bool | None = Field(default=None, alias="smartEncoding")
+    rate_limit: StrictFloat | None = Field(default=None, alias="rateLimit")
+    default: StrictBool | None = None
+    smart_encoding: StrictBool | None = Field(default=None, alias="smartEncoding")
     username: str | None = None
     password: str | None = None
     bot_token: str | None = Field(default=None, alias="botToken")
@@ -40,7 +42,7 @@ class SenderIn(_SenderSettingsIn):
     channel: str
     provider: str
     from_: str = Field(alias="from")
-    smart_encoding: bool = Field(default=False, alias="smartEncoding")
+    smart_encoding: StrictBool = Field(default=False, alias="smartEncoding")
 
 
 class SenderChangesIn(_SenderSettingsIn):
@@ -78,7 +80,14 @@ def sender_out(sender: Sender) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, summary="Register a sender")
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a sender",
+    response_model=SenderOut,
+    response_model_exclude_unset=True,
+    responses=errors(API, JSON_BODY, 409),
+)
 async def add_sender(payload: SenderIn, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         sender = await service.add_sender(
@@ -102,6 +111,7 @@ async def add_sender(payload: SenderIn, herald: HeraldDep, project: ProjectId) -
                 app_secret=payload.app_secret,
                 verify_token=payload.verify_token,
             ),
+            urls=herald.settings.url_policy,
         )
         return _with_webhook(sender, herald)
 
@@ -115,19 +125,36 @@ def _with_webhook(sender: Sender, herald: Herald) -> dict[str, Any]:
     return out
 
 
-@router.patch("/{sender_id}", summary="Change a sender's settings or secrets")
+@router.patch(
+    "/{sender_id}",
+    summary="Change a sender's settings or secrets",
+    response_model=SenderOut,
+    response_model_exclude_unset=True,
+    responses=errors(API, JSON_BODY, 404, 409),
+)
 async def update_sender(
     sender_id: str, payload: SenderChangesIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     """Fields left out are kept; ``default: true`` takes over as the channel's default."""
     async with herald.sessions() as session, session.begin():
         sender = await service.update_sender(
-            session, herald.vault, project, sender_id, payload.changes()
+            session,
+            herald.vault,
+            project,
+            sender_id,
+            payload.changes(),
+            urls=herald.settings.url_policy,
         )
         return _with_webhook(sender, herald)
 
 
-@router.get("", summary="List senders (TWIN shape)")
+@router.get(
+    "",
+    summary="List senders (TWIN shape)",
+    response_model=SenderList,
+    response_model_exclude_unset=True,
+    responses=errors(API),
+)
 async def list_senders(
     herald: HeraldDep,
     project: ProjectId,
@@ -142,6 +169,8 @@ async def list_senders(
 @router.get(
     "/{sender_id}/telegram-webhook",
     summary="The URL and secret token to give Telegram's setWebhook for this sender",
+    response_model=TelegramWebhook,
+    responses=errors(API, 404),
 )
 async def telegram_webhook(sender_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
     async with herald.sessions() as session:
@@ -151,7 +180,9 @@ async def telegram_webhook(sender_id: str, herald: HeraldDep, project: ProjectId
     return webhook_info(sender, herald.vault, herald.settings.public_url)
 
 
-@router.delete("/{sender_id}", status_code=204, summary="Remove a sender")
+@router.delete(
+    "/{sender_id}", status_code=204, summary="Remove a sender", responses=errors(API, 404, 409)
+)
 async def delete_sender(sender_id: str, herald: HeraldDep, project: ProjectId) -> Response:
     """Refused (409 sender_in_use) while messages still wait to go out through it."""
     async with herald.sessions() as session, session.begin():

@@ -12,15 +12,23 @@ from starlette.routing import Route
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.errors import error_response
 from herald.api.query import Offset, Page, first_row, list_filter, twin_list
+from herald.api.responses import API, errors
 from herald.bootstrap import Herald
 from herald.domain.links import CODE_PATTERN, to_ascii_url
 from herald.errors import HeraldError
+from herald.schemas.out.short_links import ShortLinkList
 from herald.services import short_links as service
 
 router = APIRouter(prefix="/api/v1/shortLinks", tags=["short links"])
 
 
-@router.get("", summary="List short links with their clicks (TWIN)")
+@router.get(
+    "",
+    summary="List short links with their clicks (TWIN)",
+    response_model=ShortLinkList,
+    response_model_exclude_unset=True,
+    responses=errors(API),
+)
 async def list_short_links(
     request: Request,
     herald: HeraldDep,

@@ -14,9 +14,12 @@ from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import ListFilter, Offset, Page, first_row, query_time, twin_list
+from herald.api.responses import API, JSON_BODY, UPLOAD, Responses, downloads, errors
 from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
+from herald.schemas.out.base import IdOut
+from herald.schemas.out.tasks import TaskItem, TaskList, TaskReport, TaskState, TaskStatus
 from herald.services import task_files as files
 from herald.services import task_import as importer
 from herald.services import tasks as service
@@ -29,6 +32,15 @@ MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+SHEETS = ("text/csv", MEDIA["xlsx"])
+# Start, pause, resume and cancel answer the task's new status.
+STATE: dict[str, Any] = {
+    "response_model": TaskState,
+    "response_model_exclude_unset": True,
+    "responses": errors(API, 404, 409),
+}
+# An upload asked to be async is answered at once, with the task's id.
+ACCEPTED: Responses = {202: {"model": IdOut, "description": "async: the import goes on."}}
 
 
 def _imports(request: Request) -> importer.TaskImports | None:
@@ -62,7 +74,13 @@ def _file(path: Path, name: str, fmt: str) -> FileResponse:
 # --------------------------------------------------------------------------- tasks
 
 
-@router.post("/tasks", status_code=201, summary="Create a send task (TWIN create task)")
+@router.post(
+    "/tasks",
+    status_code=201,
+    summary="Create a send task (TWIN create task)",
+    response_model=IdOut,
+    responses=errors(API, JSON_BODY, 404),
+)
 async def create_task(
     payload: service.CreateTaskIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
@@ -80,7 +98,9 @@ async def _new_task(herald: Herald, project: str, payload: service.CreateTaskIn)
         )
 
 
-@router.get("/tasks", summary="List send tasks (TWIN list)")
+@router.get(
+    "/tasks", summary="List send tasks (TWIN list)", response_model=TaskList, responses=errors(API)
+)
 async def list_tasks(
     request: Request,
     herald: HeraldDep,
@@ -106,13 +126,23 @@ async def list_tasks(
         )
 
 
-@router.get("/tasks/{task_id}", summary="One send task with its progress")
+@router.get(
+    "/tasks/{task_id}",
+    summary="One send task with its progress",
+    response_model=TaskItem,
+    responses=errors(API, 404),
+)
 async def get_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         return await service.get_task(session, project, task_id, now=herald.clock.now())
 
 
-@router.put("/tasks/{task_id}", summary="Update a send task (TWIN update)")
+@router.put(
+    "/tasks/{task_id}",
+    summary="Update a send task (TWIN update)",
+    response_model=IdOut,
+    responses=errors(API, JSON_BODY, 404, 409),
+)
 async def update_task(
     task_id: str, payload: service.UpdateTaskIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
@@ -128,7 +158,16 @@ async def update_task(
     return {"id": task_id}
 
 
-@router.post("/tasks/{task_id}", status_code=202, summary="Upload the task's file (TWIN add)")
+@router.post(
+    "/tasks/{task_id}",
+    status_code=202,
+    summary="Upload the task's file (TWIN add)",
+    responses={
+        **ACCEPTED,
+        200: {"model": TaskItem, "description": "Not async: the task, its file imported."},
+        **errors(API, UPLOAD, 404, 409),
+    },
+)
 async def upload(
     task_id: str,
     request: Request,
@@ -153,13 +192,18 @@ async def upload(
     return JSONResponse(item, status_code=200)
 
 
-@router.get("/tasks/{task_id}/statuses", summary="Task status, counts, rate and ETA")
+@router.get(
+    "/tasks/{task_id}/statuses",
+    summary="Task status, counts, rate and ETA",
+    response_model=TaskStatus,
+    responses=errors(API, 404),
+)
 async def task_status(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         return await service.task_status(session, project, task_id, now=herald.clock.now())
 
 
-@router.post("/startedTasks/{task_id}", summary="Start sending (TWIN start)")
+@router.post("/startedTasks/{task_id}", summary="Start sending (TWIN start)", **STATE)
 async def start_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
     async with herald.sessions() as session, session.begin():
         await service.start_task(session, project, task_id, now=herald.clock.now())
@@ -167,14 +211,14 @@ async def start_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dic
     return {"id": task_id, "status": "running"}
 
 
-@router.post("/pausedTasks/{task_id}", summary="Pause sending (TWIN pause)")
+@router.post("/pausedTasks/{task_id}", summary="Pause sending (TWIN pause)", **STATE)
 async def pause_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
     async with herald.sessions() as session, session.begin():
         await service.pause_task(session, project, task_id, now=herald.clock.now())
     return {"id": task_id, "status": "paused"}
 
 
-@router.delete("/pausedTasks/{task_id}", summary="Resume sending (TWIN resume)")
+@router.delete("/pausedTasks/{task_id}", summary="Resume sending (TWIN resume)", **STATE)
 async def resume_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
     async with herald.sessions() as session, session.begin():
         await service.resume_task(session, project, task_id, now=herald.clock.now())
@@ -182,14 +226,19 @@ async def resume_task(task_id: str, herald: HeraldDep, project: ProjectId) -> di
     return {"id": task_id, "status": "running"}
 
 
-@router.post("/tasks/{task_id}/cancel", summary="Cancel every message not yet sent")
+@router.post("/tasks/{task_id}/cancel", summary="Cancel every message not yet sent", **STATE)
 async def cancel_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         cancelled = await service.cancel_task(session, project, task_id, now=herald.clock.now())
     return {"id": task_id, "status": "cancelled", "cancelledMessageCount": cancelled}
 
 
-@router.delete("/tasks/{task_id}", summary="Delete a task (unsent messages are cancelled)")
+@router.delete(
+    "/tasks/{task_id}",
+    summary="Delete a task (unsent messages are cancelled)",
+    response_model=IdOut,
+    responses=errors(API, 404, 409),
+)
 async def delete_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
     async with herald.sessions() as session, session.begin():
         await service.delete_task(
@@ -203,7 +252,12 @@ async def delete_task(task_id: str, herald: HeraldDep, project: ProjectId) -> di
 SampleFormat = Annotated[Literal["csv", "xlsx"], Query(alias="format")]
 
 
-@router.get("/tasks/{task_id}/sample", summary="A sample file with the columns the task needs")
+@router.get(
+    "/tasks/{task_id}/sample",
+    summary="A sample file with the columns the task needs",
+    response_class=Response,
+    responses={**downloads(*SHEETS), **errors(API, 404)},
+)
 async def task_sample(
     task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
 ) -> Response:
@@ -212,7 +266,12 @@ async def task_sample(
     return _download(files.sample_file(columns, fmt), f"task-sample.{fmt}", fmt)
 
 
-@router.get("/templates/{template_id}/sample", summary="A sample file with the template's columns")
+@router.get(
+    "/templates/{template_id}/sample",
+    summary="A sample file with the template's columns",
+    response_class=Response,
+    responses={**downloads(*SHEETS), **errors(API, 404)},
+)
 async def template_sample(
     template_id: str,
     herald: HeraldDep,
@@ -227,7 +286,19 @@ async def template_sample(
     return _download(files.sample_file(columns, fmt), f"template-sample.{fmt}", fmt)
 
 
-@router.get("/tasks/{task_id}/report", summary="Rejected rows (JSON, CSV or XLSX)")
+@router.get(
+    "/tasks/{task_id}/report",
+    summary="Rejected rows (JSON, CSV or XLSX)",
+    response_class=Response,
+    responses={
+        200: {
+            "model": TaskReport,
+            "description": "JSON, or the rejected rows as a file (format=csv or xlsx).",
+            "content": downloads(*SHEETS)[200]["content"],
+        },
+        **errors(API, 404),
+    },
+)
 async def report(
     task_id: str,
     herald: HeraldDep,
@@ -244,7 +315,12 @@ async def report(
     return _file(path, name, fmt)
 
 
-@router.get("/tasks/{task_id}/results", summary="Per-row outcome (CSV or XLSX)")
+@router.get(
+    "/tasks/{task_id}/results",
+    summary="Per-row outcome (CSV or XLSX)",
+    response_class=Response,
+    responses={**downloads(*SHEETS), **errors(API, 404, 409)},
+)
 async def results(
     task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
 ) -> FileResponse:
@@ -278,7 +354,12 @@ def _bulk_settings(raw: str | None) -> service.TaskSettings:
         ) from e
 
 
-@router.post("/messages/bulk", summary="Send from a CSV/XLSX file (TWIN create bulk)")
+@router.post(
+    "/messages/bulk",
+    summary="Send from a CSV/XLSX file (TWIN create bulk)",
+    response_class=Response,
+    responses={**downloads(*SHEETS), **ACCEPTED, **errors(API, UPLOAD, 404)},
+)
 async def bulk(
     request: Request,
     herald: HeraldDep,
@@ -326,7 +407,12 @@ async def bulk(
     return _file(path, file_name, fmt)
 
 
-@router.get("/messages/bulk/{task_id}", summary="The results file of a bulk send")
+@router.get(
+    "/messages/bulk/{task_id}",
+    summary="The results file of a bulk send",
+    response_class=Response,
+    responses={**downloads(*SHEETS), **errors(API, 404, 409)},
+)
 async def bulk_result(
     task_id: str,
     herald: HeraldDep,

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import ListFilter, Offset, Page, first_row, twin_list
+from herald.api.responses import API, JSON_BODY, errors
 from herald.schemas.messages import Scalar, WireModel
+from herald.schemas.out.base import IdOut
+from herald.schemas.out.templates import Preview, TemplateList, TemplateOut, VersionList
 from herald.services import templates as service
+from herald.services.rendering import budget_from_settings
 from herald.services.short_links import short_link_base
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
@@ -24,7 +28,7 @@ class TemplateIn(WireModel):
     channels: Any = None
     allowed_time_ranges: Any = Field(default=None, alias="allowedTimeRanges")
     # TWIN's admin override; a Herald API key already names its project.
-    company_id: str | int | None = Field(default=None, alias="companyId")
+    company_id: str | StrictInt | None = Field(default=None, alias="companyId")
 
     def fields(self) -> service.TemplateFields:
         return service.TemplateFields(self.name, self.channels, self.allowed_time_ranges)
@@ -32,9 +36,9 @@ class TemplateIn(WireModel):
 
 class _PreviewOptionsIn(WireModel):
     variables: dict[str, Scalar] | None = None
-    use_short_links: bool = Field(default=False, alias="useShortLinks")
+    use_short_links: StrictBool = Field(default=False, alias="useShortLinks")
     from_: str | None = Field(default=None, alias="from")
-    smart_encoding: bool | None = Field(default=None, alias="smartEncoding")
+    smart_encoding: StrictBool | None = Field(default=None, alias="smartEncoding")
 
 
 class PreviewIn(_PreviewOptionsIn):
@@ -66,7 +70,13 @@ class AdHocPreviewIn(_PreviewOptionsIn):
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.post("", status_code=201, summary="Create a template (TWIN)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a template (TWIN)",
+    response_model=IdOut,
+    responses=errors(API, JSON_BODY),
+)
 async def create_template(
     payload: TemplateIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
@@ -78,7 +88,7 @@ async def create_template(
     return {"id": template.id}
 
 
-@router.get("", summary="List templates (TWIN)")
+@router.get("", summary="List templates (TWIN)", response_model=TemplateList, responses=errors(API))
 async def list_templates(
     request: Request,
     herald: HeraldDep,
@@ -101,7 +111,12 @@ async def list_templates(
         )
 
 
-@router.post("/preview", summary="Preview content without storing a template")
+@router.post(
+    "/preview",
+    summary="Preview content without storing a template",
+    response_model=Preview,
+    responses=errors(API, JSON_BODY),
+)
 async def preview_content(
     payload: AdHocPreviewIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
@@ -112,10 +127,16 @@ async def preview_content(
             payload.channels,
             payload.options(),
             base_url=short_link_base(herald.settings),
+            budget=budget_from_settings(herald.settings),
         )
 
 
-@router.get("/{template_id}", summary="One template (TWIN), optionally an older version")
+@router.get(
+    "/{template_id}",
+    summary="One template (TWIN), optionally an older version",
+    response_model=TemplateOut,
+    responses=errors(API, 404),
+)
 async def get_template(
     template_id: str,
     herald: HeraldDep,
@@ -126,13 +147,23 @@ async def get_template(
         return await service.get_template(session, project, template_id, version=version)
 
 
-@router.get("/{template_id}/versions", summary="A template's versions, newest first")
+@router.get(
+    "/{template_id}/versions",
+    summary="A template's versions, newest first",
+    response_model=VersionList,
+    responses=errors(API, 404),
+)
 async def list_versions(template_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session:
         return await service.list_versions(session, project, template_id)
 
 
-@router.put("/{template_id}", summary="Update a template (TWIN); stores a new version")
+@router.put(
+    "/{template_id}",
+    summary="Update a template (TWIN); stores a new version",
+    response_model=TemplateOut,
+    responses=errors(API, JSON_BODY, 404),
+)
 async def update_template(
     template_id: str, payload: TemplateIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
@@ -142,14 +173,24 @@ async def update_template(
         )
 
 
-@router.delete("/{template_id}", status_code=204, summary="Delete a template (TWIN)")
+@router.delete(
+    "/{template_id}",
+    status_code=204,
+    summary="Delete a template (TWIN)",
+    responses=errors(API, 404),
+)
 async def delete_template(template_id: str, herald: HeraldDep, project: ProjectId) -> Response:
     async with herald.sessions() as session, session.begin():
         await service.delete_template(session, project, template_id, now=herald.clock.now())
     return Response(status_code=204)
 
 
-@router.post("/{template_id}/preview", summary="Render a template per channel, with SMS costs")
+@router.post(
+    "/{template_id}/preview",
+    summary="Render a template per channel, with SMS costs",
+    response_model=Preview,
+    responses=errors(API, JSON_BODY, 404),
+)
 async def preview_template(
     template_id: str, payload: PreviewIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
@@ -161,4 +202,5 @@ async def preview_template(
             template_id,
             payload.options(),
             base_url=short_link_base(herald.settings),
+            budget=budget_from_settings(herald.settings),
         )

@@ -21,10 +21,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import Field
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.bootstrap import Herald
+from herald.api.responses import API, JSON_BODY, body, errors
+from herald.bootstrap import Herald, bot_backend_client
 from herald.domain import webchat as rules
 from herald.errors import Forbidden, HeraldError, NotFound
 from herald.schemas.messages import WireModel
+from herald.schemas.out.bots import VisitorOut, VisitorSnippet
 from herald.services import webchat as service
 from herald.services.bots import get_bot
 
@@ -59,7 +61,12 @@ async def widget() -> Response:
     )
 
 
-@router.post("/chat/{bot_id}/visitors", summary="A new anonymous web chat visitor")
+@router.post(
+    "/chat/{bot_id}/visitors",
+    summary="A new anonymous web chat visitor",
+    response_model=None,
+    responses={**body(VisitorOut), **errors(400, 404)},
+)
 async def anonymous_visitor(bot_id: str, herald: HeraldDep) -> Response:
     async with herald.sessions() as session:
         credentials = await service.anonymous_visitor(session, herald.vault, bot_id)
@@ -69,6 +76,8 @@ async def anonymous_visitor(bot_id: str, herald: HeraldDep) -> Response:
 @router.post(
     "/api/v1/bots/{bot_id}/webchat/visitors",
     summary="The token for one of your users to chat as themselves (or a new anonymous visitor)",
+    response_model=VisitorSnippet,
+    responses=errors(API, JSON_BODY, 404),
 )
 async def visitor_credentials(
     bot_id: str, herald: HeraldDep, project: ProjectId, payload: VisitorIn | None = None
@@ -87,7 +96,12 @@ async def visitor_credentials(
     return {**credentials, "scriptUrl": script_url(url), "snippet": tag}
 
 
-@router.get("/chat/{bot_id}", response_class=HTMLResponse, summary="A hosted web chat page")
+@router.get(
+    "/chat/{bot_id}",
+    response_class=HTMLResponse,
+    summary="A hosted web chat page",
+    responses=errors(400, 404),
+)
 async def chat_page(bot_id: str, herald: HeraldDep) -> HTMLResponse:
     async with herald.sessions() as session:
         await service.anonymous_visitor(session, herald.vault, bot_id)  # 404 for a wrong bot
@@ -148,7 +162,7 @@ async def chat_socket(
     await socket.send({"type": "ready", "visitorId": who.visitor_id})
     async with (
         herald.webchat.subscribe(who, after) as queue,
-        httpx.AsyncClient(headers={"User-Agent": "Herald-Bots/0.1"}) as client,
+        bot_backend_client(herald.settings) as client,
     ):
 
         async def forward() -> None:
@@ -172,7 +186,7 @@ async def _handle(
 ) -> None:
     try:
         frame = rules.parse_frame(json.loads(raw))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep to parse
         if isinstance(e, rules.FrameError):
             error, code = e.message, e.code
         else:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Header, Request, Response
 
 from herald.api.deps import HeraldDep
+from herald.api.responses import Responses, errors
+from herald.bootstrap import bot_backend_client
 from herald.services.accepting import CreationPolicy
 from herald.services.meta_reports import apply_meta_webhook, confirm_subscription
 from herald.services.telegram_inbound import handle_update
@@ -31,7 +32,17 @@ def public_url_of(request: Request, public_base: str) -> str:
     return public_url(public_base, request.url.path, request.url.query)
 
 
-@router.get("/meta/whatsapp/{sender_id}", summary="Meta webhook subscription check")
+def _answer(description: str, media_type: str | None = None) -> Responses:
+    content = {media_type: {"schema": {"type": "string"}}} if media_type else {}
+    return {200: {"description": description, "content": content}, **errors(400, 403, 404, 413)}
+
+
+@router.get(
+    "/meta/whatsapp/{sender_id}",
+    summary="Meta webhook subscription check",
+    response_class=Response,
+    responses=_answer("The challenge, echoed.", "text/plain"),
+)
 async def meta_subscribe(sender_id: str, request: Request, herald: HeraldDep) -> Response:
     q = request.query_params
     async with herald.sessions() as session:
@@ -46,7 +57,12 @@ async def meta_subscribe(sender_id: str, request: Request, herald: HeraldDep) ->
     return Response(challenge, media_type="text/plain")
 
 
-@router.post("/meta/whatsapp/{sender_id}", summary="Meta WhatsApp statuses and messages")
+@router.post(
+    "/meta/whatsapp/{sender_id}",
+    summary="Meta WhatsApp statuses and messages",
+    response_class=Response,
+    responses=_answer("Applied; no body."),
+)
 async def meta_webhook(
     sender_id: str,
     request: Request,
@@ -65,14 +81,19 @@ async def meta_webhook(
     return Response(status_code=200)
 
 
-@router.post("/telegram/{sender_id}", summary="Telegram updates (people answering a bot)")
+@router.post(
+    "/telegram/{sender_id}",
+    summary="Telegram updates (people answering a bot)",
+    response_class=Response,
+    responses=_answer("Handled; no body."),
+)
 async def telegram_webhook(
     sender_id: str,
     request: Request,
     herald: HeraldDep,
     x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None,
 ) -> Response:
-    async with httpx.AsyncClient(headers={"User-Agent": "Herald-Bots/0.1"}) as client:
+    async with bot_backend_client(herald.settings) as client:
         sent = await handle_update(
             herald.sessions,
             herald.vault,

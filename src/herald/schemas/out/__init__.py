@@ -1,0 +1,1 @@
+"""Response bodies: what each API operation answers, as its OpenAPI document declares it."""
