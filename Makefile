@@ -2,22 +2,35 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs Herald's runtime dependencies only; everything else also
+# needs the dev extras (pytest, mypy, schemathesis, Playwright: hundreds of MB).
+RUN_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The quick start's callbacks and fakes are on this machine; `herald serve` alone refuses them.
+HERALD_ALLOWED_PRIVATE_HOSTS ?= 127.0.0.1,::1,localhost
 
 .PHONY: run test faults lint types bench fuzz clean
+
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
-## run: create the virtualenv, migrate the SQLite database and serve Herald on 127.0.0.1:8000
-run: $(STAMP)
-	$(BIN)/herald serve --host $(HOST) --port $(PORT)
+## run: create the virtualenv, migrate the SQLite database and serve Herald on 127.0.0.1:$(PORT)
+## (PORT=8001 for another port; loopback callback URLs allowed, see HERALD_ALLOWED_PRIVATE_HOSTS)
+run: $(RUN_STAMP)
+	HERALD_ALLOWED_PRIVATE_HOSTS='$(HERALD_ALLOWED_PRIVATE_HOSTS)' \
+		$(BIN)/herald serve --host $(HOST) --port $(PORT)
 
 ## test: the whole test suite (SQLite and PostgreSQL on 127.0.0.1:5432)
 test: $(STAMP)
@@ -42,7 +55,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/sms_throughput.py
 
-## fuzz: schemathesis, every check, against a throwaway sandbox Herald (FUZZ_SECONDS, 420 s)
+## fuzz: schemathesis, every check, against a throwaway sandbox Herald on SQLite, then on a
+## throwaway PostgreSQL database (FUZZ_SECONDS each, 360 s; FUZZ_DATABASES=sqlite for one)
 fuzz: $(STAMP)
 	$(BIN)/python scripts/fuzz.py
 

@@ -37,6 +37,7 @@ from bench.common import (
     start_herald,
     stop,
 )
+from herald.domain import spreadsheets as sheets
 
 
 def make_file(path: Path, fmt: str, rows: int) -> None:
@@ -170,6 +171,14 @@ def main() -> None:
                 print(
                     f"{fmt}: wrote {args.rows:,} rows ({file.stat().st_size / 1e6:.1f} MB) in "
                     f"{time.perf_counter() - t:.1f} s",
+                    flush=True,
+                )
+                t = time.perf_counter()
+                _, rows_read = sheets.read_rows(file, fmt)
+                count = sum(1 for _ in rows_read)
+                print(
+                    f"{fmt}: parsed {count:,} rows alone (the reader's own work, no database) "
+                    f"in {time.perf_counter() - t:.2f} s",
                     flush=True,
                 )
                 port = free_port()

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     report_poll_delay_seconds: float = Field(default=600.0, gt=0)
     report_poll_horizon_seconds: float = Field(default=43200.0, gt=0)
 
+    # Web chat visitor tokens travel in the socket's URL (and so in proxies' logs): each
+    # carries its expiry, this many days after it was made.
+    webchat_token_days: int = Field(default=30, ge=1, le=3650)
+
     # Client callbacks (outbound webhooks)
     callback_max_attempts: int = 8
     callback_timeout_seconds: float = 10.0

@@ -10,6 +10,7 @@
     ├── Conflict                  409 conflict
     ├── Gone                      410 gone
     ├── ContentTooLarge           413 body_too_large
+    ├── UnsupportedMediaType      415 unsupported_media_type
     └── TooManyRequests           429 too_many_requests (with Retry-After)
 
 The API renders them as ``{"error": <sentence>, "code": <machine code>, "details": {...}}``,
@@ -80,6 +81,13 @@ class Gone(HeraldError):
 class ContentTooLarge(HeraldError):
     status_code = 413
     default_code = "body_too_large"
+
+
+class UnsupportedMediaType(HeraldError):
+    """The body, or an uploaded file, is in a format the operation does not read."""
+
+    status_code = 415
+    default_code = "unsupported_media_type"
 
 
 class TooManyRequests(HeraldError):

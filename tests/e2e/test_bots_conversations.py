@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from herald.services.bots import last_inbound_any, last_inbound_at
+from herald.services.bots import last_inbound_at
 from herald.services.suppressions import refuse_suppressed
 from tests.e2e.helpers import wait_status
 from tests.fakes.twilio import FakeTwilio, twilio_signature
@@ -124,7 +125,8 @@ async def test_keyword_rules_answer_with_escaped_twiml_and_the_conversation_is_k
     assert conversation["address"] == PERSON
     assert conversation["status"] == "open"
     assert conversation["lastMessage"]["text"] == "A person will answer soon."
-    assert conversation["unreadCount"] == 0  # the bot answered everything
+    # The bot's automatic replies answered every text, but no person has seen them.
+    assert conversation["unreadCount"] == 4
 
     full = (await client.get(f"/api/v1/bots/{bot['id']}/conversations/{conversation['id']}")).json()
     assert [(m["direction"], m["text"]) for m in full["messages"]] == [
@@ -140,6 +142,7 @@ async def test_keyword_rules_answer_with_escaped_twiml_and_the_conversation_is_k
     assert full["messages"][4]["media"] == ["https://example.com/a.jpg"]
     assert full["messages"][0]["status"] == "received"
     assert full["messages"][0]["providerMessageId"].startswith("SM")
+    assert (await only_conversation(client, bot))["unreadCount"] == 0  # a person opened it
 
 
 async def test_forged_or_repeated_webhooks_change_nothing(
@@ -211,7 +214,7 @@ async def test_backend_answers_now_as_twiml_or_later_through_the_api(
         assert await text(fake, bot, "another") == EMPTY
 
     conversation = await only_conversation(client, bot)
-    assert conversation["unreadCount"] == 2
+    assert conversation["unreadCount"] == 4  # the backend's replies are no person's
     assert conversation["lastMessage"]["text"] == "another"
     reply = await client.post(
         f"/api/v1/bots/{bot['id']}/conversations/{conversation['id']}/messages",
@@ -295,7 +298,6 @@ async def test_inbound_texts_refresh_the_contact_window_per_channel(
     project = herald.project.project_id
     async with herald.herald.sessions() as session:
         assert await last_inbound_at(session, project, "whatsapp", PERSON) is None
-        assert await last_inbound_any(session, project, PERSON) is None
     before = herald.herald.clock.now()
     result = await fake.send_inbound(
         f"whatsapp:{BOT_NUMBER}", f"whatsapp:{PERSON}", "hola", url=bot["inboundWebhookUrl"]
@@ -307,7 +309,6 @@ async def test_inbound_texts_refresh_the_contact_window_per_channel(
         sms = await last_inbound_at(session, project, "sms", PERSON)
         assert whatsapp is not None and sms is not None
         assert before <= whatsapp <= sms
-        assert await last_inbound_any(session, project, PERSON) == sms
     # One conversation per channel with the same person.
     listed = (await client.get(f"/api/v1/bots/{bot['id']}/conversations")).json()
     assert sorted(c["channel"] for c in listed["items"]) == ["sms", "whatsapp"]
@@ -403,3 +404,19 @@ async def test_twilio_21610_records_a_suppression(
     refused = await wait_status(client, second, {"failed"})
     assert refused["error"]["code"] == "recipient_opted_out"
     assert len([r for r in fake.requests if r.params["To"] == [opted_out]]) == 1
+
+
+@pytest.mark.parametrize("channel", ["x" * 21, "İ" * 20, "", "sms "])
+async def test_a_suppression_channel_is_a_channel_name(
+    client: httpx.AsyncClient, channel: str
+) -> None:
+    # Found by `make fuzz` on PostgreSQL: a channel longer than its 20-character column was
+    # a 500 there (SQLite stores any length); "İ".lower() is two characters.
+    body = {"channel": channel, "from": BOT_NUMBER, "to": PERSON}
+    response = await client.post("/api/v1/suppressions", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["errors"][0]["path"] == "channel"
+    assert (await client.get("/api/v1/suppressions")).json()["count"] == 0
+    added = await client.post("/api/v1/suppressions", json={**body, "channel": "WhatsApp"})
+    assert added.status_code == 201, added.text
+    assert added.json()["channel"] == "whatsapp"

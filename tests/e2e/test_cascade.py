@@ -16,7 +16,7 @@ from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio, twilio_signature
-from tests.servers import RunningHerald, running_herald
+from tests.servers import RunningHerald, callback_receiver, running_herald
 
 PHONE, EMAIL, CHAT = "+14155552671", "ann@example.com", "12345"
 Fakes = tuple[FakeTwilio, FakeSmtp, FakeTelegram]
@@ -121,6 +121,29 @@ async def test_undelivered_sms_moves_on_to_email_and_telegram_is_never_contacted
     assert sms["error"]["code"] == "30003" and sms["attempts"][0]["state"] == "accepted"
 
 
+async def test_callbacks_tell_the_message_status_not_a_channel_that_failed_on_the_way(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    twilio, _smtp, _telegram = fakes
+    twilio.set_outcome(PHONE, "undelivered", 30003)
+    async with callback_receiver() as receiver:
+        body = cascade()
+        body["messages"][0]["callbackUrl"] = receiver.url
+        message_id = (await client.post("/api/v1/messages", json=body)).json()[0]["id"]
+        await receiver.wait_for(lambda b: b["status"] == "delivered")
+    told = [c.json for c in receiver.received]
+    # A TWIN client reading 'undelivered' (code 7) would take it as final: it is not.
+    assert [t["status"] for t in told] == ["sending", "sent", "queued", "sending", "delivered"]
+    assert [t["sequence"] for t in told] == [1, 2, 3, 4, 5]
+    assert [t["previousStatus"] for t in told[1:]] == [t["status"] for t in told[:-1]]
+    moved_on = told[2]
+    assert (moved_on["channel"], moved_on["channelStatus"]) == ("sms", "undelivered")
+    assert moved_on["statusCode"] == 1 and moved_on["error"]["code"] == "30003"
+    assert (told[-1]["channel"], told[-1]["channelStatus"]) == ("email", "delivered")
+    message = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert told[-1]["status"] == message["status"]
+
+
 async def test_delivered_on_the_first_channel_contacts_no_other(
     client: httpx.AsyncClient, fakes: Fakes
 ) -> None:
@@ -217,6 +240,71 @@ async def test_cancel_covers_every_channel(settings: Settings, fakes: Fakes) -> 
         assert set(by_channel(message).values()) == {"cancelled"}
 
 
+async def report_from_twilio(twilio: FakeTwilio, to: str, status: str, code: str = "") -> None:
+    """Twilio's status callback for the message sent to ``to``, signed as Twilio signs it."""
+    [request] = [r for r in twilio.requests if r.params["To"][0] == to]
+    url = request.params["StatusCallback"][0].partition("#")[0]
+    params = {
+        "MessageSid": request.sid or "",
+        "MessageStatus": status,
+        "AccountSid": twilio.account_sid,
+        "To": to,
+        "From": "+15005550006",
+        **({"ErrorCode": code} if code else {}),
+    }
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            data=params,
+            headers={"X-Twilio-Signature": twilio_signature(url, params, twilio.auth_token)},
+        )
+    assert response.status_code == 200, response.text
+
+
+async def test_cancel_mid_cascade_stops_the_channels_not_yet_with_a_provider(
+    settings: Settings, fakes: Fakes
+) -> None:
+    """Issue 18: the SMS is with Twilio; cancel stops the e-mail and Telegram fallbacks, the SMS
+    keeps its reports, and the message ends cancelled unless the SMS is delivered."""
+    twilio, smtp, telegram = fakes
+    later = "+14155552672"
+    for phone in (PHONE, later):
+        twilio.set_outcome(phone, "sent")  # the reports come when the test says
+    clock = ManualClock(datetime.now(UTC))
+    async with running_herald(settings, clock=clock) as herald, herald.client() as client:
+        await add_senders(client, fakes)
+        body = cascade(sms={"validityPeriod": 10})
+        body["messages"][0]["destinations"].append({"phone": later, "email": "bo@example.com"})
+        first, second = [r["id"] for r in (await client.post("/api/v1/messages", json=body)).json()]
+        for message_id in (first, second):
+            await wait_status(client, message_id, {"sent"})
+            response = await client.delete(f"/api/v1/messages/{message_id}")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "sent"  # its SMS is still with Twilio
+        message = (await client.get(f"/api/v1/messages/{first}")).json()
+        assert by_channel(message) == {"sms": "sent", "email": "cancelled", "telegram": "cancelled"}
+        assert message["status"] == "sent"
+
+        await report_from_twilio(twilio, PHONE, "undelivered", "30003")
+        await report_from_twilio(twilio, later, "delivered")
+        ended = await wait_status(client, first, {"cancelled"})
+        assert by_channel(ended) == {
+            "sms": "undelivered",
+            "email": "cancelled",
+            "telegram": "cancelled",
+        }
+        delivered = await wait_status(client, second, {"delivered"})
+        assert by_channel(delivered)["sms"] == "delivered"
+        clock.advance(10 * 60 + 1)  # past the SMS's validity: nothing moves on either
+        await asyncio.sleep(0.3)
+        for message_id in (first, second):
+            again = await client.delete(f"/api/v1/messages/{message_id}")
+            assert again.status_code == 409 and again.json()["code"] == "not_cancellable"
+        assert (await client.get(f"/api/v1/messages/{first}")).json()["status"] == "cancelled"
+    assert smtp.messages == [] and telegram.requests == []
+    assert len(twilio.requests) == 2
+
+
 async def test_group_is_delivered_when_any_member_is(
     client: httpx.AsyncClient, fakes: Fakes
 ) -> None:
@@ -246,6 +334,46 @@ async def test_group_is_delivered_when_any_member_is(
     assert sorted(m["status"] for m in group["messages"]) == ["delivered", "sent", "undelivered"]
     missing = await client.get("/api/v1/groups/nobody")
     assert missing.status_code == 404 and missing.json()["code"] == "group_not_found"
+
+
+def two_devices(**message: Any) -> dict[str, Any]:
+    """One message to two of a person's devices, each with an e-mail fallback."""
+    return {
+        "messages": [
+            {
+                **message,
+                "channels": {
+                    "sms": {"text": "Your parcel arrives today"},
+                    "email": {"text": "Your parcel arrives today", "subject": "Parcel"},
+                },
+                "destinations": [
+                    {"phone": PHONE, "email": EMAIL},
+                    {"phone": "+14155552673", "email": "ann@work.example"},
+                ],
+            }
+        ]
+    }
+
+
+async def test_delivered_on_one_device_skips_the_fallbacks_of_the_others(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    twilio, smtp, _telegram = fakes
+    twilio.set_outcome("+14155552673", "sent")  # no report yet from the second phone
+    ids = [
+        r["id"]
+        for r in (await client.post("/api/v1/messages", json=two_devices(groupId="ann"))).json()
+    ]
+    await wait_deliveries(client, ids[0], {"sms": "delivered", "email": "skipped"})
+    other = await wait_deliveries(client, ids[1], {"sms": "sent", "email": "skipped"})
+    [skipped] = [e for e in other["history"] if e["status"] == "skipped"]
+    assert skipped["channel"] == "email" and skipped["source"] == "group"
+    assert skipped["detail"].startswith("delivered_in_group")
+    # The second phone's SMS, already with Twilio, still takes its report; the cascade has
+    # nothing left to move on to.
+    assert other["status"] == "sent"
+    await asyncio.sleep(0.3)  # give a wrongly woken e-mail the time to go out
+    assert smtp.messages == []
 
 
 async def test_telegram_blocked_is_remembered_and_skipped_next_time(

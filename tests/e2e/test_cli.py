@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_a_key_that_cannot_open_the_database_stops_herald_before_anything_runs(
     assert run(["projects", "create", "acme"], env, tmp_path).returncode == 0
     key = tmp_path / "herald.key"
     key.rename(tmp_path / "backup.key")
-    for command in (["worker"], ["projects", "create", "other"], ["serve", "--port", "1"]):
+    serve = ["serve", "--port", str(free_port())]
+    for command in (["worker"], ["projects", "create", "other"], serve):
         refused = run(command, env, tmp_path)
         assert refused.returncode == 1, command
         assert "cannot be decrypted" in refused.stderr and "created just now" in refused.stderr
@@ -78,6 +80,21 @@ def test_a_key_that_cannot_open_the_database_stops_herald_before_anything_runs(
     assert f"the key file {key} is not a Fernet key" in " ".join(refused.stderr.split())
     (tmp_path / "backup.key").rename(key)
     assert run(["projects", "create", "other"], env, tmp_path).returncode == 0
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_before_making_any_file(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = run(["serve", "--port", str(port)], {}, tmp_path)
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in refused.stderr
+    assert "herald serve --port 8001" in refused.stderr and "make run PORT=8001" in refused.stderr
+    assert list(tmp_path.iterdir()) == []  # no herald.db, no herald.key
 
 
 def test_bad_configuration_is_named_in_one_line(tmp_path: Path) -> None:

@@ -432,7 +432,7 @@ async def test_list_reads_what_twins_sdk_sends(client: httpx.AsyncClient) -> Non
 
     for query, code in [
         ("stauts=failed", "unknown_parameter"),
-        ("sort=-createdAt", "unsupported_parameter"),
+        ("group=channel", "unsupported_parameter"),
         ("companyId=3", "unsupported_parameter"),
         ("page=2&offset=1", "conflicting_parameters"),
         ("page=0", "invalid_field"),
@@ -487,6 +487,44 @@ async def test_twin_cancel_by_group(client: httpx.AsyncClient) -> None:
     assert all(isinstance(r["flowId"], str) for r in results)
     nothing = await client.request("DELETE", "/api/v1/messages", json={})
     assert nothing.status_code == 400 and nothing.json()["code"] == "nothing_to_cancel"
+
+
+async def test_twin_cancel_answers_every_message_and_never_409(client: httpx.AsyncClient) -> None:
+    """Issue 18: one message already final does not fail TWIN's whole cancel request."""
+    created = (
+        await client.post(
+            "/api/v1/messages",
+            json={"messages": [one(), one("+14155552672")], "bulkId": "b-1"},
+        )
+    ).json()
+    done, waiting = created[0]["id"], created[1]["id"]
+    assert (await client.delete(f"/api/v1/messages/{done}")).status_code == 200
+    # As TWIN's SDK sends it: all four keys, the unset ones null; an id Herald never gave
+    # out matches nothing.
+    response = await client.request(
+        "DELETE",
+        "/api/v1/messages",
+        json={"id": [done, waiting, "no-such-id"], "bulkId": None, "groupId": None, "flowId": None},
+    )
+    assert response.status_code == 200, response.text
+    results = {r["id"]: r for r in response.json()}
+    assert set(results) == {done, waiting}
+    for r in results.values():
+        assert all(isinstance(r[k], str) for k in ("id", "bulkId", "groupId", "flowId", "status"))
+        assert r["channel"] == "sms" and r["bulkId"] == "b-1"
+    assert results[waiting]["status"] == "cancelled" and results[waiting]["error"] is None
+    error = results[done]["error"]
+    assert results[done]["status"] == "cancelled"
+    assert error["code"] == "not_cancellable" and "already cancelled" in error["message"]
+    assert (error["file"], error["line"], error["trace"]) == ("", 0, [])
+    by_bulk = await client.request("DELETE", "/api/v1/messages", json={"bulkId": "b-1"})
+    assert by_bulk.status_code == 200
+    assert [r["error"]["code"] for r in by_bulk.json()] == ["not_cancellable"] * 2
+    unknown = await client.request("DELETE", "/api/v1/messages", json={"id": "no-such-id"})
+    assert (unknown.status_code, unknown.json()) == (200, [])
+    # The one-message route keeps its answers: 404 unknown, 409 already final.
+    assert (await client.delete("/api/v1/messages/no-such-id")).status_code == 404
+    assert (await client.delete(f"/api/v1/messages/{waiting}")).status_code == 409
 
 
 async def test_senders_api_validates_and_hides_secrets(client: httpx.AsyncClient) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import openpyxl
 import pytest
 
 from herald.config import Settings
-from tests.e2e.helpers import add_twilio_sender
+from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald, running_herald
+from tests.spreadsheet_files import write_ods, write_xls
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -227,8 +229,15 @@ async def test_bad_requests_are_4xx_with_codes(client: httpx.AsyncClient) -> Non
     assert response.status_code == 409
     assert response.json()["code"] == "results_not_ready"
     response = await upload(client, task_id, b"\x00\x01binary", name="list.xls")
-    assert response.status_code == 422
-    assert response.json()["code"] == "unsupported_format"
+    assert response.status_code == 415, response.text
+    assert response.json()["code"] == "unsupported_file"
+    response = await upload(client, task_id, b"%PDF-1.7\n%\xe2\xe3\n1 0 obj", name="scan.pdf")
+    assert response.status_code == 415, response.text
+    refused = response.json()
+    assert refused["code"] == "unsupported_file"
+    assert "'scan.pdf' is a PDF document" in refused["error"]
+    assert "CSV (.csv), Excel (.xlsx or .xls) or OpenDocument (.ods)" in refused["error"]
+    assert refused["details"]["accepted"] == ["csv", "xlsx", "xls", "ods"]
     response = await upload(client, task_id, csv_bytes([["mobile", "text"], ["+1", "x"]]))
     assert response.status_code == 422
     assert response.json()["code"] == "missing_column"
@@ -307,7 +316,7 @@ async def test_bulk_joins_repeated_csv_parts_into_one_send(
 
 
 @pytest.mark.parametrize(
-    "other", [("b.csv", b"\x00\x01 not text"), ("b.xls", b"phone,text\n+14155552672,two\n")]
+    "other", [("b.csv", b"\x00\x01 not text"), ("b.pdf", b"%PDF-1.4\n1 0 obj")]
 )
 async def test_bulk_refuses_a_part_that_is_no_spreadsheet(
     client: httpx.AsyncClient, other: tuple[str, bytes]
@@ -319,10 +328,99 @@ async def test_bulk_refuses_a_part_that_is_no_spreadsheet(
         data={"async": "1"},
     )
     # Found by `make fuzz`: the second part's format problem was a 500.
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["code"] == "unsupported_format"
+    assert refused.status_code == 415, refused.text
+    assert refused.json()["code"] == "unsupported_file"
     assert other[0] in refused.json()["error"]
     assert (await client.get("/api/v1/tasks")).json()["count"] == 0
+
+
+async def test_headers_fill_variables_whatever_their_case_and_a_missing_one_refuses_the_file(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    template_id = await make_template(
+        client, "Hi {{ name }} from {{ city }}{{ tail | default('') }}"
+    )
+    # Without the city column every row could only be rejected: the file is refused once.
+    task_id = await make_task(client, templateId=template_id)
+    content = csv_bytes([["Phone", "Name"], ["+14155552671", "Ann"], ["+14155552672", "Bob"]])
+    response = await upload(client, task_id, content)
+    assert response.status_code == 422, response.text
+    refused = response.json()
+    assert refused["code"] == "missing_column"
+    assert "'city'" in refused["error"] and "'name'" not in refused["error"]
+    assert "'tail'" not in refused["error"]  # it has a default
+    status = (await client.get(f"/api/v1/tasks/{task_id}/statuses")).json()
+    assert status["status"] == "failed"
+    assert (await client.get(f"/api/v1/tasks/{task_id}/report")).json()["count"] == 0
+    assert (await client.get("/api/v1/messages")).json()["count"] == 0
+
+    task_id = await make_task(client, templateId=template_id)
+    content = csv_bytes([["PHONE", "Name", "CITY"], ["+14155552671", "Ann", "Paris"]])
+    response = await upload(client, task_id, content)
+    assert response.status_code == 200, response.text
+    assert response.json()["rowsAccepted"] == 1
+    (await client.post(f"/api/v1/startedTasks/{task_id}", content=b"[]")).raise_for_status()
+    await wait_task(client, task_id, lambda s: s["status"] == "done")
+    assert [r.params["Body"][0] for r in fake.requests] == ["Hi Ann from Paris"]
+
+
+@pytest.mark.parametrize("write", [write_xls, write_ods], ids=["xls", "ods"])
+async def test_xls_and_ods_are_sent_and_answered_with_xlsx_results(
+    client: httpx.AsyncClient, fake: FakeTwilio, tmp_path: Path, write: Any
+) -> None:
+    fmt = write.__name__.removeprefix("write_")
+    path = write(
+        tmp_path / f"list.{fmt}",
+        [["Phone", "text"], [14155552671, "one"], [None, None], ["+14155552672", "two"]],
+    )
+    response = await client.post(
+        "/api/v1/messages/bulk",
+        files={"messages": (path.name, path.read_bytes())},
+        data={"async": ""},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == XLSX
+    assert response.headers["content-disposition"].endswith('list-results.xlsx"')
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).worksheets[0]
+    table = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert table[0][:3] == ["row", "phone", "text"]
+    assert [row[:3] for row in table[1:]] == [
+        [2, "14155552671", "one"],
+        [4, "+14155552672", "two"],
+    ]
+    assert all(row[table[0].index("messageId")] for row in table[1:])
+    assert (await client.get("/api/v1/tasks")).json()["items"][0]["fileFormat"] == fmt
+
+
+async def test_xlsx_samples_and_results_hold_phones_as_plain_text(
+    client: httpx.AsyncClient,
+) -> None:
+    template_id = await make_template(client, "Hi {{ name }}")
+    sample = await client.get(f"/api/v1/templates/{template_id}/sample?format=xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(sample.content)).worksheets[0]
+    assert (sheet["A2"].value, sheet["A2"].data_type) == ("+14155552671", "s")
+
+    workbook = openpyxl.Workbook()
+    upload_sheet = workbook.active
+    assert upload_sheet is not None
+    for row in (["phone", "name"], ["+14155552671", "=1+1"], ["+1", "Bob"]):
+        upload_sheet.append(row)
+    upload_sheet["B2"].data_type = "s"  # text typed in a cell formatted as text
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    content = buffer.getvalue()
+    response = await client.post(
+        "/api/v1/messages/bulk",
+        files={"messages": ("list.xlsx", content)},
+        data={"async": "", "templateId": template_id},
+    )
+    assert response.status_code == 200, response.text
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).worksheets[0]
+    cells = {(c.row, c.column): c for row in sheet.iter_rows() for c in row}
+    # No apostrophe in front of a phone, and text that looks like a formula stays text.
+    assert (cells[2, 2].value, cells[2, 2].data_type) == ("+14155552671", "s")
+    assert (cells[2, 3].value, cells[2, 3].data_type) == ("=1+1", "s")
+    assert (cells[3, 2].value, cells[3, 2].data_type) == ("+1", "s")
 
 
 async def test_pause_resume_cancel_while_sending(
@@ -379,6 +477,64 @@ async def test_pause_resume_cancel_while_sending(
     response = await client.request("DELETE", f"/api/v1/tasks/{task_id}", content=b"[]")
     assert response.status_code == 200
     assert (await client.get(f"/api/v1/tasks/{task_id}")).status_code == 404
+
+
+async def test_messages_given_a_task_id_obey_the_task(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    """Issue 18: TWIN's SDK makes a task with only a name and sends with its taskId."""
+
+    def sms(phone: str, **extra: Any) -> dict[str, Any]:
+        body = {"destinations": [{"phone": phone}], "channels": {"sms": {"text": "hi"}}}
+        return {"messages": [body], **extra}
+
+    task_id = await make_task(client)
+    response = await client.post(f"/api/v1/pausedTasks/{task_id}", content=b"[]")
+    assert response.status_code == 200, response.text
+    response = await client.post("/api/v1/messages", json=sms("+14155552671", taskId=task_id))
+    assert response.status_code == 201, response.text
+    held = response.json()[0]["id"]
+    other = (await client.post("/api/v1/messages", json=sms("+14155552672"))).json()[0]["id"]
+    await wait_status(client, other)  # the workers ran meanwhile
+    assert [r.params["To"][0] for r in fake.requests] == ["+14155552672"]
+    assert (await client.get(f"/api/v1/messages/{held}")).json()["status"] == "queued"
+
+    response = await client.request("DELETE", f"/api/v1/pausedTasks/{task_id}", content=b"[]")
+    assert response.status_code == 200, response.text
+    assert (await wait_status(client, held))["status"] == "delivered"
+    response = await client.post(f"/api/v1/tasks/{task_id}/cancel")
+    assert response.status_code == 200, response.text
+    refused = await client.post("/api/v1/messages", json=sms("+14155552673", taskId=task_id))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "task_not_open"
+    assert "cancelled" in refused.json()["error"]
+    assert len(fake.requests) == 2
+
+
+async def test_a_finished_task_is_stored_done_with_its_last_messages_end(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    """Issue 18: the list says done (and ?status=done finds it) without anyone opening the
+    task; finishedAt is when its last message became final."""
+    task_id = await make_task(client)
+    rows = [["phone", "text"], ["+14155552671", "one"], ["+14155552672", "two"]]
+    assert (await upload(client, task_id, csv_bytes(rows))).status_code == 200
+    await client.post(f"/api/v1/startedTasks/{task_id}", content=b"[]")
+    async with asyncio.timeout(20):
+        while not (listed := (await client.get("/api/v1/tasks?status=done")).json())["count"]:
+            await asyncio.sleep(0.05)
+    [item] = listed["items"]
+    assert (item["id"], item["status"]) == (task_id, "done")
+    messages = (await client.get("/api/v1/messages", params={"taskId": task_id})).json()
+    ends = [m["deliveredAt"] for m in messages["items"]]
+    assert len(ends) == 2 and all(ends)
+    assert item["finishedAt"] == max(ends, key=datetime.fromisoformat)
+    assert (await client.get("/api/v1/tasks?status=running")).json()["count"] == 0
+    late = {"destinations": [{"phone": "+14155552673"}], "channels": {"sms": {"text": "late"}}}
+    refused = await client.post("/api/v1/messages", json={"taskId": task_id, "messages": [late]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "task_not_open"
+    assert len(fake.requests) == 2
 
 
 async def test_twin_create_update_and_list(client: httpx.AsyncClient) -> None:

@@ -4,9 +4,13 @@ sessions started through the messages API (the browser test is test_webchat_brow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
+import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from herald.clock import ManualClock
 from herald.config import Settings
-from tests.e2e.helpers import add_twilio_sender, wait_status
+from tests.e2e.helpers import add_twilio_sender, wait_status, wait_up
 from tests.e2e.test_bots_conversations import (
     BOT_NUMBER,
     PERSON,
@@ -25,8 +30,9 @@ from tests.e2e.test_bots_conversations import (
     text,
 )
 from tests.e2e.test_crash_safety import start_worker
+from tests.e2e.test_tasks_resume import HERALD
 from tests.fakes.twilio import FakeTwilio
-from tests.servers import RunningHerald, running_herald
+from tests.servers import LOOPBACK_HOSTS, RunningHerald, free_port, running_herald
 
 
 async def visitor(
@@ -336,3 +342,75 @@ async def test_floods_are_refused_and_a_deleted_bot_ends_the_chat(
             await ws.send(json.dumps({"type": "text", "text": "hello?", "clientId": "y"}))
             await frame(ws, "never")
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+
+
+async def test_visitor_tokens_expire(settings: Settings, fake: FakeTwilio) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    async with running_herald(settings, clock=clock) as herald, herald.client() as client:
+        bot = await create_bot(client, fake)
+        who = await visitor(client, bot, "user-42")
+        expires = int(who["token"].split(".", 1)[0])
+        assert expires == int((clock.now() + timedelta(days=30)).timestamp())
+        async with connect(socket_url(herald, bot, who)) as ws:
+            assert (await frame(ws, "ready"))["visitorId"] == "user-42"
+        clock.advance(30 * 86400 + 1)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with connect(socket_url(herald, bot, who)) as ws:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        assert "expired" in closed.value.rcvd.reason
+        # A fresh token (the widget asks for one when it is refused) works again.
+        async with connect(socket_url(herald, bot, await visitor(client, bot, "user-42"))) as ws:
+            assert (await frame(ws, "ready"))["visitorId"] == "user-42"
+
+
+def start_server(
+    settings: Settings, data_dir: Path, port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HERALD_DATABASE_URL": settings.database_url,
+        "HERALD_SECRET_KEY": settings.secret_key or "",
+        "HERALD_DATA_DIR": str(data_dir),
+        "HERALD_ALLOWED_PRIVATE_HOSTS": LOOPBACK_HOSTS,
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [HERALD, "serve", "--port", str(port), "--no-workers"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_serve_never_logs_a_visitor_token(
+    settings: Settings, fake: FakeTwilio, tmp_path: Path
+) -> None:
+    async with running_herald(settings, run_workers=False) as setup, setup.client() as client:
+        bot = await create_bot(client, fake)
+        api_key = setup.project.api_key
+    port, log = free_port(), tmp_path / "serve.log"
+    server = start_server(settings, tmp_path / "data", port, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as served:
+            await wait_up(served, server, log)
+            who = await visitor(served, bot, "user-42")
+            anonymous = (await served.post(f"/chat/{bot['id']}/visitors")).json()
+            for credentials in (who, anonymous, {**who, "token": "1." + "f" * 64}):
+                query = httpx.QueryParams(
+                    visitor=credentials["visitorId"], token=credentials["token"]
+                )
+                with contextlib.suppress(ConnectionClosed):
+                    async with connect(f"ws://127.0.0.1:{port}/chat/{bot['id']}/ws?{query}") as ws:
+                        await ws.recv()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    written = log.read_text()
+    assert "WebSocket /chat/" in written  # uvicorn did log the sockets
+    assert "token=[redacted]" in written
+    for token in (who["token"], anonymous["token"]):
+        assert token.split(".", 1)[1] not in written
+    assert "f" * 64 not in written

@@ -92,3 +92,50 @@ async def test_inside_the_window_free_text_goes(
     [request] = fake.requests
     assert request.params["Body"] == ["Your table is ready"]
     assert "ContentSid" not in request.params
+
+
+async def create_bot(client: httpx.AsyncClient, fake: FakeTwilio) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/bots",
+        json={
+            "name": "Support",
+            "accountSid": fake.account_sid,
+            "authToken": fake.auth_token,
+            "phone": "+15005550007",
+            "baseUrl": fake.base_url,
+        },
+    )
+    assert response.status_code == 201, response.text
+    bot: dict[str, Any] = response.json()
+    return bot
+
+
+async def test_an_inbound_sms_does_not_open_the_window(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    bot = await create_bot(client, fake)
+    answered = await fake.send_inbound(
+        "+15005550007", PHONE, "hello by SMS", url=bot["inboundWebhookUrl"]
+    )
+    assert answered.status_code == 200, answered.text
+    message_id = (await client.post("/api/v1/messages", json=whatsapp_first())).json()[0]["id"]
+    message = await wait_status(client, message_id, {"delivered"})
+    channels = {d["channel"]: d for d in message["deliveries"]}
+    # Meta's policy: only the person's message in WhatsApp opens the window.
+    assert channels["whatsapp"]["error"]["code"] == "whatsapp_outside_window"
+    assert sent_to(fake) == [PHONE]  # the SMS only, no free text wasted on a 131047
+
+
+async def test_an_inbound_whatsapp_message_opens_the_window(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> None:
+    bot = await create_bot(client, fake)
+    answered = await fake.send_inbound(
+        "whatsapp:+15005550007", f"whatsapp:{PHONE}", "hola", url=bot["inboundWebhookUrl"]
+    )
+    assert answered.status_code == 200, answered.text
+    message_id = (await client.post("/api/v1/messages", json=whatsapp_first())).json()[0]["id"]
+    await wait_status(client, message_id, {"delivered", "read"})
+    [request] = fake.requests
+    assert request.params["To"] == [f"whatsapp:{PHONE}"]
+    assert request.params["Body"] == ["Your table is ready"]

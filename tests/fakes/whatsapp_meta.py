@@ -224,7 +224,23 @@ def _template_problem(template: Any) -> str | None:
                 return "Each template parameter needs a type."
             if parameter["type"] == "text" and not isinstance(parameter.get("text"), str):
                 return "A text template parameter needs 'text'."
+            if parameter["type"] in _MEDIA_KINDS:
+                problem = _link_problem(parameter.get(parameter["type"]), "header parameter")
+                if problem:
+                    return problem
+    namespace = template.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return "Parameter 'template.namespace' must be a string."
     return None
+
+
+# Media messages sent by link, each with the fields it takes besides the link.
+_MEDIA_KINDS: dict[str, tuple[str, ...]] = {
+    "image": ("caption",),
+    "video": ("caption",),
+    "document": ("caption", "filename"),
+    "audio": (),
+}
 
 
 def shape_problem(payload: Any) -> str | None:
@@ -246,12 +262,19 @@ def shape_problem(payload: Any) -> str | None:
         if not isinstance(text.get("preview_url", False), bool):
             return "Parameter 'text.preview_url' must be a boolean."
         return _text_problem(text.get("body"), "text.body", 4096)
-    if kind == "image":
-        image = payload.get("image")
-        problem = _link_problem(image, "image")
-        if problem or not isinstance(image, dict):
+    if kind in _MEDIA_KINDS:
+        media = payload.get(kind)
+        problem = _link_problem(media, kind)
+        if problem or not isinstance(media, dict):
             return problem
-        return _text_problem(image.get("caption"), "image.caption", 1024, required=False)
+        unknown = set(media) - {"link", *_MEDIA_KINDS[kind]}
+        if unknown:
+            return f"Parameter '{kind}.{sorted(unknown)[0]}' is not valid for {kind} messages."
+        if kind == "document":
+            problem = _text_problem(media.get("filename"), "document.filename", 240, required=False)
+            if problem:
+                return problem
+        return _text_problem(media.get("caption"), f"{kind}.caption", 1024, required=False)
     if kind == "interactive":
         return _interactive_problem(payload.get("interactive"))
     if kind == "template":

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from herald.domain import phones
 from herald.domain import spreadsheets as sheets
 from herald.domain.phones import InvalidPhone
 from herald.services.sheet_reader import ReaderFailed, SheetReader
+from tests.spreadsheet_files import ODS_MANIFEST, write_ods, write_xls
 
 ROWS = [["Phone", "name", "city"], ["+79161234567", "Аня", "Москва"], ["+14155552671", "Bob", ""]]
 
@@ -82,14 +84,77 @@ def test_xlsx_with_title_blank_rows_junk_columns_and_numbers(tmp_path: Path) -> 
     assert rows[1].cells["amount"] == "10"
 
 
-def test_format_is_told_by_name_or_content(tmp_path: Path) -> None:
+def test_format_is_told_by_content_then_name(tmp_path: Path) -> None:
     assert sheets.file_format("a.XLSX", b"") == "xlsx"
     assert sheets.file_format(None, b"PK\x03\x04rest") == "xlsx"
     assert sheets.file_format("list.txt", b"phone\n") == "csv"
-    for name, head in (("old.xls", b"\xd0\xcf"), ("x.csv", b"\x00\x01\x02")):
-        with pytest.raises(sheets.SpreadsheetProblem) as e:
+    # Systems that "export to Excel" often write CSV or TSV named .xls.
+    assert sheets.file_format("export.xls", b"phone\tname\n") == "csv"
+    ods = write_ods(tmp_path / "list.ods", [["phone"]])
+    assert sheets.file_format(None, ods.read_bytes()[:8192]) == "ods"
+    xls = write_xls(tmp_path / "list.xls", [["phone"]])
+    assert sheets.file_format("list.bin", xls.read_bytes()[:8192]) == "xls"
+    odt = b"PK\x03\x04" + bytes(26) + b"mimetypeapplication/vnd.oasis.opendocument.text"
+    for name, head in (
+        ("scan.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj"),
+        ("photo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0JFIF"),
+        ("x.csv", b"\x00\x01\x02"),
+        ("letter.odt", odt),
+        ("list.numbers", b"PK\x03\x04rest"),
+    ):
+        with pytest.raises(sheets.UnsupportedFile) as e:
             sheets.file_format(name, head)
-        assert e.value.code == "unsupported_format"
+        assert e.value.code == "unsupported_file"
+        assert name in e.value.message
+        assert "CSV (.csv), Excel (.xlsx or .xls) or OpenDocument (.ods)" in e.value.message
+
+
+TABLE: list[list[object]] = [
+    ["Spring campaign"],  # a title above the table
+    [],
+    ["PHONE", "Name", None, "amount"],
+    [79161234567, "Аня", "a note nobody labelled", 1234.5],
+    [None, None, None, None],
+    ["+14155552671", "Bob", None, 10],
+]
+
+
+@pytest.mark.parametrize("write", [write_xls, write_ods], ids=["xls", "ods"])
+def test_xls_and_ods_are_read_like_xlsx(
+    tmp_path: Path, write: Callable[[Path, list[list[object]]], Path]
+) -> None:
+    fmt = write.__name__.removeprefix("write_")
+    path = write(tmp_path / f"upload.{fmt}", TABLE)
+    assert sheets.file_format(path.name, path.read_bytes()[:8192]) == fmt
+    header, rows = read_all(path, fmt)
+    assert header == ["phone", "Name", "", "amount"]
+    assert [r.number for r in rows] == [4, 6]
+    assert rows[0].cells == {"phone": "79161234567", "Name": "Аня", "amount": "1234.5"}
+    assert rows[1].cells == {"phone": "+14155552671", "Name": "Bob", "amount": "10"}
+
+
+@pytest.mark.parametrize("fmt", ["xls", "ods"])
+def test_broken_xls_and_ods_are_a_problem_with_a_code(tmp_path: Path, fmt: str) -> None:
+    broken = tmp_path / f"upload.{fmt}"
+    broken.write_bytes(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 cut short" if fmt == "xls" else b"PK\x03\x04"
+    )
+    with pytest.raises(sheets.SpreadsheetProblem) as e:
+        sheets.read_rows(broken, fmt)
+    assert e.value.code == f"invalid_{fmt}"
+    assert f"not a readable {fmt.upper()} workbook" in e.value.message
+
+
+def test_headers_fill_template_variables_whatever_their_case() -> None:
+    header = ["phone", "Name", "CITY", "city_code", "Note"]
+    assert sheets.variable_names(header, ["name", "city", "code"]) == {
+        "Name": "name",
+        "CITY": "city",
+    }
+    # A column named exactly like the variable wins over one that differs in case.
+    assert sheets.variable_names(["Name", "name"], ["name"]) == {}
+    assert sheets.missing_columns(header, ["name", "CITY", "code"]) == ["code"]
 
 
 def test_unreadable_and_empty_files(tmp_path: Path) -> None:
@@ -137,11 +202,19 @@ def test_formula_injection_is_escaped_both_ways(tmp_path: Path) -> None:
         "plain",
         5,
     ]
+    path = tmp_path / "out.csv"
+    sheets.write_table(path, "csv", ["phone", "text"], [["+14155552671", "=HYPERLINK(1)"]])
+    assert path.read_text("utf-8-sig").splitlines()[1] == "'+14155552671,'=HYPERLINK(1)"
+    _, rows = read_all(path, "csv")
+    assert rows[0].cells == {"phone": "+14155552671", "text": "=HYPERLINK(1)"}
+    # XLSX cells are typed as text, which Excel never runs: no apostrophe to show.
     path = tmp_path / "out.xlsx"
     sheets.write_table(path, "xlsx", ["phone", "text"], [["+14155552671", "=HYPERLINK(1)"]])
     sheet = openpyxl.load_workbook(path).worksheets[0]
-    assert sheet["B2"].data_type == "s"
-    assert sheet["B2"].value == "'=HYPERLINK(1)"
+    assert [(c.value, c.data_type) for c in sheet[2]] == [
+        ("+14155552671", "s"),
+        ("=HYPERLINK(1)", "s"),
+    ]
     _, rows = read_all(path, "xlsx")
     assert rows[0].cells == {"phone": "+14155552671", "text": "=HYPERLINK(1)"}
 
@@ -296,3 +369,41 @@ async def test_a_killed_reader_process_is_an_error_not_the_end_of_the_file(
                 await reader.next()
     finally:
         await reader.aclose()
+
+
+def write_ods_asking_for_gigabytes(path: Path) -> Path:
+    """About 1 KB: one row repeated 99,000 times, 1,000 cells wide (99 million cells, just
+    under calamine's own limit), which calamine would hold as about 3 GB."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            zipfile.ZipInfo("mimetype"),
+            "application/vnd.oasis.opendocument.spreadsheet",
+            compress_type=zipfile.ZIP_STORED,
+        )
+        z.writestr("META-INF/manifest.xml", ODS_MANIFEST)
+        z.writestr(
+            "content.xml",
+            '<?xml version="1.0" encoding="UTF-8"?><office:document-content'
+            ' xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+            ' xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+            ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body>'
+            '<office:spreadsheet><table:table table:name="List"><table:table-row>'
+            '<table:table-cell office:value-type="string"><text:p>phone</text:p>'
+            "</table:table-cell></table:table-row><table:table-row table:number-rows-repeated="
+            '"99000"><table:table-cell table:number-columns-repeated="1000" office:value-type='
+            '"string"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
+            "</office:spreadsheet></office:body></office:document-content>",
+        )
+    return path
+
+
+async def test_a_file_asking_the_reader_for_gigabytes_ends_only_the_reader(
+    tmp_path: Path,
+) -> None:
+    path = write_ods_asking_for_gigabytes(tmp_path / "upload.ods")
+    assert path.stat().st_size < 2048
+    with pytest.raises(ReaderFailed) as e:
+        await SheetReader.open(
+            path, "ods", skip_through=0, region=None, columns=["phone"], batch_size=10
+        )
+    assert not e.value.stopped  # the file's doing: the task fails rather than retrying it

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import secrets
+from datetime import UTC, datetime
 
 from herald.domain.signatures import (
     constant_time_equal,
     herald_signature,
+    standard_webhook_signature,
     twilio_signature,
     verify_twilio_signature,
 )
@@ -59,6 +63,34 @@ def test_herald_signature_format_and_value() -> None:
     assert t == "t=1700000000"
     expected = hmac.new(b"whsec_abc", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert v1 == f"v1={expected}"
+
+
+def test_standard_webhook_signature_is_what_the_reference_library_computes() -> None:
+    from standardwebhooks import Webhook
+
+    from herald.services.projects import new_webhook_secret
+
+    body = b'{"id":"m1","status":"delivered","text":"\xc3\xa9"}'
+    for secret in (new_webhook_secret(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"):
+        ours = standard_webhook_signature(secret, "cb_1", 1700000000, body)
+        theirs = Webhook(secret).sign("cb_1", datetime.fromtimestamp(1700000000, UTC), body)
+        assert ours == theirs
+    # The key is the base64 part decoded, never the secret's text (X-Herald-Signature's key).
+    raw = secrets.token_bytes(32)
+    secret = "whsec_" + base64.b64encode(raw).decode()
+    mac = hmac.digest(raw, b"cb_1.1700000000." + body, "sha256")
+    assert standard_webhook_signature(secret, "cb_1", 1700000000, body) == (
+        "v1," + base64.b64encode(mac).decode()
+    )
+
+
+def test_a_secret_issued_before_standard_webhooks_still_signs_with_its_bytes() -> None:
+    raw = bytes(range(32))
+    legacy = "whsec_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    mac = hmac.digest(raw, b"cb.1." + b"{}", "sha256")
+    assert (
+        standard_webhook_signature(legacy, "cb", 1, b"{}") == "v1," + base64.b64encode(mac).decode()
+    )
 
 
 def test_port_variants_keep_the_host_as_written() -> None:

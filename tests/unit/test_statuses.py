@@ -14,6 +14,7 @@ from herald.domain.statuses import (
     can_move,
     is_cancellable,
     is_final,
+    message_status,
 )
 
 # Progress along the happy path; a report never moves a message to a lower rank.
@@ -57,6 +58,20 @@ def test_nothing_after_the_provider_has_it_can_be_cancelled() -> None:
         assert can_move(status, Status.CANCELLED) == is_cancellable(status)
     assert is_cancellable(Status.QUEUED) and is_cancellable(Status.SCHEDULED)
     assert not is_cancellable(Status.SENDING)
+
+
+def test_a_cancelled_message_ends_cancelled_unless_delivered() -> None:
+    """Issue 18: the channel already with a provider speaks until it ends; then only a
+    delivery beats the client's cancel."""
+    assert message_status([(Status.SENT, 0), (Status.CANCELLED, 1)], cancelled=True) is (
+        Status.SENT
+    )
+    for ending in (Status.UNDELIVERED, Status.FAILED, Status.EXPIRED):
+        assert message_status([(ending, 0)], cancelled=True) is Status.CANCELLED
+        assert message_status([(ending, 0)]) is ending
+    assert message_status([(Status.DELIVERED, 0), (Status.CANCELLED, 1)], cancelled=True) is (
+        Status.DELIVERED
+    )
 
 
 def test_is_final() -> None:

@@ -9,21 +9,36 @@ import pytest
 from herald.domain.webchat import (
     FrameError,
     Receipt,
+    TokenCheck,
     VisitorText,
+    check_token,
     parse_frame,
     receipt_moves,
-    token_matches,
     valid_visitor_id,
     visitor_token,
 )
 
 
 def test_tokens_bind_the_visitor_to_one_bot_and_one_secret() -> None:
-    token = visitor_token("secret", "bot-1", "user-42")
-    assert token_matches("secret", "bot-1", "user-42", token)
-    assert not token_matches("secret", "bot-2", "user-42", token)
-    assert not token_matches("secret", "bot-1", "user-43", token)
-    assert not token_matches("other", "bot-1", "user-42", token)
+    token = visitor_token("secret", "bot-1", "user-42", 2000)
+    assert check_token("secret", "bot-1", "user-42", token, 1999) is TokenCheck.VALID
+    assert check_token("secret", "bot-2", "user-42", token, 1999) is TokenCheck.INVALID
+    assert check_token("secret", "bot-1", "user-43", token, 1999) is TokenCheck.INVALID
+    assert check_token("other", "bot-1", "user-42", token, 1999) is TokenCheck.INVALID
+
+
+def test_tokens_carry_their_expiry_and_expire() -> None:
+    token = visitor_token("secret", "bot-1", "user-42", 2000)
+    assert token.startswith("2000.")
+    assert check_token("secret", "bot-1", "user-42", token, 2000) is TokenCheck.EXPIRED
+    # A later expiry written into the token breaks its signature.
+    longer = "9999" + token.removeprefix("2000")
+    assert check_token("secret", "bot-1", "user-42", longer, 2000) is TokenCheck.INVALID
+
+
+@pytest.mark.parametrize("token", ["", "0" * 64, ".abc", "１２.abc", "1" * 13 + ".x"])
+def test_malformed_tokens_are_invalid(token: str) -> None:
+    assert check_token("secret", "bot-1", "user-42", token, 0) is TokenCheck.INVALID
 
 
 @pytest.mark.parametrize("visitor", ["user-42", "a", "x@example.com", "+14155552671", "v-Ab_9"])

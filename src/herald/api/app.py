@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from herald import __version__
-from herald.api import errors, nul_guard, openapi, twilio_status
+from herald.api import docs_pages, errors, nul_guard, openapi, routing, twilio_status
 from herald.api.early_auth import KeyFirst
 from herald.api.limits import BodyLimits
 from herald.api.query import no_ignored_parameters
@@ -90,6 +90,12 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
         "Messaging API v1.",
         lifespan=lifespan,
         dependencies=[Depends(no_ignored_parameters)],
+        # A 307 to the path without its '/' is not followed by every client (nor for every
+        # method); such a path is a 404 that says why (api.errors).
+        redirect_slashes=False,
+        # Served by api.docs_pages from the package's own files (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     # The last added runs first: the API key is checked, then the body's size, then FastAPI
@@ -106,6 +112,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     app.include_router(short_links.router)
     app.include_router(bots.router)
     app.include_router(webchat.router)
+    app.include_router(docs_pages.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -113,4 +120,5 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
 
     # Keep last: GET /{code} would otherwise shadow any 7-16 character path such as /healthz.
     app.router.routes.append(short_links.redirect_route)
+    routing.fixed_paths_own_their_methods(app)
     return app

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from herald.api.routing import OtherMethods
 from herald.errors import HeraldError, TooManyRequests
 from herald.schemas.messages import pydantic_code
 
@@ -51,21 +52,23 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route accepts at this request's path.
+    """Every method this request's path accepts.
 
     Starlette's 405 names only the first route matching the path, but a path often has one
-    route per method (GET and POST /api/v1/senders).
+    route per method (GET and POST /api/v1/senders). A method is allowed when the route
+    routing would pick for it (the first that fits path and method) serves it rather than
+    refuses it (:class:`herald.api.routing.OtherMethods`).
     """
     routes = request.app.router.routes
-    # Each method is tried through the routes' own matching (FastAPI nests included routers),
-    # on a copy of the request's scope.
-    return [
-        method
-        for method in HTTP_METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
-        )
-    ]
+    allowed: list[str] = []
+    for method in HTTP_METHODS:
+        # Tried through the routes' own matching (FastAPI nests included routers), on a copy
+        # of the request's scope.
+        scope = {**request.scope, "method": method}
+        chosen = next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
+        if chosen is not None and not isinstance(chosen, OtherMethods):
+            allowed.append(method)
+    return allowed
 
 
 def method_not_allowed(method: str, allowed: Sequence[str]) -> JSONResponse:
@@ -80,11 +83,14 @@ def method_not_allowed(method: str, allowed: Sequence[str]) -> JSONResponse:
     )
 
 
-def _where(loc: tuple[Any, ...]) -> str:
+def _where(loc: tuple[Any, ...], inner: str = "") -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     path = ""
     for p in parts:
         path += f"[{p}]" if p.isdigit() else (f".{p}" if path else p)
+    # A check on a whole model names the place inside it (herald.schemas.text).
+    if inner:
+        path += inner if inner.startswith("[") or not path else f".{inner}"
     return path or "request"
 
 
@@ -110,7 +116,11 @@ def install(app: FastAPI) -> None:
                     422, "The request body is empty; send a JSON object.", "missing_body"
                 )
         errors = [
-            {"path": _where(tuple(e["loc"])), "message": e["msg"], "code": pydantic_code(e["type"])}
+            {
+                "path": _where(tuple(e["loc"]), str(e.get("ctx", {}).get("field", ""))),
+                "message": e["msg"],
+                "code": pydantic_code(e["type"]),
+            }
             for e in exc.errors()
         ]
         if any(e["code"] == "malformed_json" for e in errors):
@@ -130,6 +140,8 @@ def install(app: FastAPI) -> None:
             return method_not_allowed(request.method, allowed_methods(request))
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+        if exc.status_code == 404 and request.url.path.endswith("/") and request.url.path != "/":
+            message = "There is nothing at this address: Herald's addresses do not end with '/'."
         if exc.status_code == 400 and message.startswith("There was an error parsing the body"):
             # FastAPI's words for a body json.loads could not take: bad UTF-8, or nested deeper
             # than the parser allows.

@@ -10,6 +10,13 @@
   error the media type of the route's success (the hosted chat page's HTML).
 * Twilio's status callback, which Herald answers ahead of FastAPI's routing
   (:mod:`herald.api.twilio_status`).
+* Uploaded files as ``format: binary``: any bytes are a file. FastAPI says only
+  ``contentMediaType``, which tools read as a string of text (so a number, sent as a file,
+  would look like a schema violation that Herald accepted).
+* A multipart form's plain text fields without a type: every part is text on the wire, so
+  ``true`` or ``5`` sent as ``async`` is the text Herald reads, not a wrong type.
+* A working example for each request body (:mod:`herald.api.examples`), so Swagger UI's
+  "Try it out" starts from a request Herald accepts.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from herald.api import twilio_status
+from herald.api import examples, twilio_status
 
 BEARER = "bearer"
 _SCHEMES = {
@@ -27,7 +34,8 @@ _SCHEMES = {
         "description": "The project's API key, printed once by 'herald projects create'.",
     }
 }
-_ERROR_REF = "#/components/schemas/ErrorBody"
+_SCHEMAS = "#/components/schemas/"
+_ERROR_REF = _SCHEMAS + "ErrorBody"
 _FASTAPI_ERROR = "#/components/schemas/HTTPValidationError"
 
 
@@ -38,8 +46,10 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     same one again.
     """
     paths: dict[str, dict[str, Any]] = document.setdefault("paths", {})
+    components = document.setdefault("components", {})
     for operations in paths.values():
         for operation in operations.values():
+            _mark_files(operation, components.get("schemas", {}))
             for status, response in operation.get("responses", {}).items():
                 if status[0] in "45" and response.get("content"):
                     response["content"] = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
@@ -53,14 +63,42 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
                 operation["parameters"] = kept
             else:
                 del operation["parameters"]
-    components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(_SCHEMES)
     paths[twilio_status.PATH_PREFIX + "{attempt_id}"] = {"post": copy.deepcopy(_TWILIO_STATUS)}
+    _add_examples(paths)
     _replace_refs(document, _FASTAPI_ERROR, _ERROR_REF)
     schemas = components.get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     return document
+
+
+_TEXT = [{"type": "string"}, {"type": "null"}]
+
+
+def _mark_files(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Each file part of a multipart body ``format: binary``; each plain text part any value."""
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("multipart/form-data", {}).get("schema", {})
+    ref = schema.get("$ref", "")
+    if ref.startswith(_SCHEMAS):
+        schema = schemas.get(ref[len(_SCHEMAS) :], {})
+    for part in schema.get("properties", {}).values():
+        if part.get("anyOf") == _TEXT:
+            del part["anyOf"]
+        for node in (part, part.get("items", {})):
+            if node.get("type") == "string" and "contentMediaType" in node:
+                node["format"] = "binary"
+
+
+def _add_examples(paths: dict[str, dict[str, Any]]) -> None:
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            example = examples.REQUEST_BODIES.get((method.upper(), path))
+            if example is None:
+                continue
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                media["example"] = copy.deepcopy(example)
 
 
 def _is_authorization(parameter: dict[str, Any]) -> bool:

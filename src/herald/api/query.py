@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -11,6 +12,7 @@ from fastapi import Query
 from fastapi.dependencies.models import Dependant
 from starlette.requests import HTTPConnection, Request
 
+from herald.domain.timezones import InvalidTimeZone, load_zone
 from herald.errors import InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list
 
@@ -29,9 +31,20 @@ Page = Annotated[
 ]
 
 
+# Any text is a valid filter (one value, or several comma-separated), however often repeated:
+# the document says so, rather than "an array", which a single ?id=x would seem to break.
+_LIST_FILTER_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+}
+
+
 def list_filter(alias: str | None = None) -> Any:
     """A list filter as TWIN sends it (read its values with ``twin_list``)."""
-    return Query(alias=alias, description="Comma-separated, repeated, or name[0]=…&name[1]=…")
+    return Query(
+        alias=alias,
+        description="Comma-separated, repeated, or name[0]=…&name[1]=…",
+        json_schema_extra=_LIST_FILTER_SCHEMA,
+    )
 
 
 ListFilter = Annotated[list[str] | None, list_filter()]
@@ -65,22 +78,97 @@ def twin_list(request: Request, name: str) -> list[str]:
     return [item for value in values for item in id_list(value)]
 
 
-def query_time(value: str | None, name: str) -> datetime | None:
-    """A date-time filter: ISO 8601 with its offset (``Z`` too)."""
+# TWIN's list parameters Herald implements (see TwinList); the sort keys each list offers.
+# Text, not an int: PHP sends an unset option as "timezone=" (nothing asked).
+TwinTimezone = Annotated[
+    str | None,
+    Query(
+        alias="timezone",
+        pattern=r"^([+-]?\d{1,2})?$",
+        description="Hours from UTC (-12 to 14) for from/to written without an offset (TWIN's "
+        "timezone); without it, the project's zone.",
+    ),
+]
+Sort = Annotated[
+    str | None,
+    Query(description="createdAt, -createdAt (newest first, the default), status or -status."),
+]
+Fields = Annotated[
+    list[str] | None,
+    Query(
+        alias="fields",
+        description="The item keys to return: comma-separated, repeated or fields[0]=…; "
+        "count and items are always there.",
+    ),
+]
+
+
+def list_zone(hours: str | None, project_zone: str) -> tzinfo:
+    """The zone of a list's dates written without an offset: TWIN's hours, else the project's."""
+    if hours:
+        offset = int(hours)
+        if not -12 <= offset <= 14:
+            raise ValidationFailed(
+                "'timezone' is a number of hours from UTC, from -12 to 14.",
+                code="invalid_timezone",
+            )
+        return timezone(timedelta(hours=offset))
+    try:
+        return load_zone(project_zone)
+    except InvalidTimeZone:
+        return UTC
+
+
+def query_time(value: str | None, name: str, zone: tzinfo = UTC) -> datetime | None:
+    """A date-time filter: ISO 8601, with its offset or read in ``zone``.
+
+    TWIN's clients write ``2020-01-01 00:00:00``, without an offset.
+    """
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
         raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00+00:00.",
+            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00+00:00 or "
+            "2026-01-31 09:00:00 (read in 'timezone', else the project's zone).",
             code="invalid_date",
         ) from e
-    if parsed.tzinfo is None:
-        raise InvalidRequest(
-            f"'{name}' needs a UTC offset, e.g. 2026-01-31T09:00:00+00:00.", code="invalid_date"
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+
+
+def list_sort(value: str | None, keys: Collection[str]) -> tuple[str, bool]:
+    """TWIN's ``sort``: a key, ``-`` first for descending; newest first by default."""
+    if not value:
+        return "createdAt", True
+    key = value.strip().removeprefix("-")
+    if key not in keys:
+        offered = ", ".join(f"{k}, -{k}" for k in keys)
+        raise ValidationFailed(
+            f"'sort' takes one of: {offered}.",
+            code="invalid_sort",
+            details={"sort": value, "allowed": [*keys, *(f"-{k}" for k in keys)]},
         )
-    return parsed
+    return key, value.strip().startswith("-")
+
+
+def only_fields(
+    listed: dict[str, Any], fields: list[str], known: Collection[str]
+) -> dict[str, Any]:
+    """A list with each item cut down to TWIN's ``fields``; ``count`` and ``items`` stay."""
+    if not fields:
+        return listed
+    unknown = [name for name in fields if name not in known]
+    if unknown:
+        raise ValidationFailed(
+            f"'fields' names '{unknown[0]}', which the items do not have; they have: "
+            f"{', '.join(sorted(known))}.",
+            code="unknown_field",
+            details={"fields": unknown, "known": sorted(known)},
+        )
+    wanted = set(fields)
+    items = [{k: v for k, v in item.items() if k in wanted} for item in listed["items"]]
+    return {**listed, "items": items}
 
 
 def first_row(offset: int, page: int | None, limit: int) -> int:

@@ -23,7 +23,8 @@ _WHY = {
     409: "The request conflicts with the resource's current state.",
     410: "It existed, and is gone.",
     413: "The request body is larger than Herald accepts.",
-    415: "The body is not JSON: send 'Content-Type: application/json'.",
+    415: "The body is not JSON ('Content-Type: application/json'), or the uploaded file is "
+    "not CSV, XLSX, XLS or ODS.",
     422: "A field or a query parameter is invalid; 'details.errors' names each problem.",
     429: "Too many wrong API keys came from this address; 'Retry-After' says when to retry.",
 }
@@ -34,7 +35,7 @@ API = (400, 401, 422, 429)
 #: A JSON request body.
 JSON_BODY = (400, 413, 415, 422)
 #: A multipart upload.
-UPLOAD = (413, 422)
+UPLOAD = (413, 415, 422)
 
 
 def errors(*statuses: int | tuple[int, ...]) -> Responses:

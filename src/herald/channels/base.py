@@ -33,6 +33,7 @@ class ProviderTemplate:
     name: str | None = None  # Meta Cloud API template name
     language: str | None = None
     content_sid: str | None = None  # Twilio Content API (HX...)
+    namespace: str | None = None  # TWIN's templateNamespace (Meta's template namespace)
     variables: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,6 +51,13 @@ class OutboundMessage:
     button_url: str | None = None
     button_text: str | None = None
     template: ProviderTemplate | None = None
+    # TWIN's channel fields: e-mail's author and answer address (the envelope stays the
+    # sender's), and a WhatsApp file sent by link with the name the person sees.
+    from_email: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+    media_url: str | None = None
+    document_filename: str | None = None
     # Herald's own message id: providers that keep a client reference (the web chat) use it
     # to find an attempt that may have been made before a crash.
     message_id: str | None = None

@@ -12,7 +12,9 @@ The sender's ``base_url`` is an SMTP URL:
   could read the mail and the password. Prefer ``cafile``.
 
 Credentials (all optional): ``username`` and ``password`` for SMTP AUTH, ``fromName`` for the
-display name of ``From``. ``from_address`` is both the envelope sender and the ``From``.
+display name of ``From``. ``from_address`` is both the envelope sender and the ``From``,
+unless the message names its own author (TWIN's ``fromEmail``, ``fromName``): then that is the
+``From`` and the envelope stays ``from_address``. TWIN's ``replyTo`` becomes ``Reply-To``.
 
 SMTP has no delivery report: a 250 after DATA is all we learn, so the receipt's status is
 ``accepted`` and Herald counts acceptance as delivered. One connection is opened per message;
@@ -211,15 +213,32 @@ def _addresses(account: SenderAccount, message: OutboundMessage) -> tuple[str, s
     return sender, to
 
 
+def _author(address: str, what: str) -> str:
+    try:
+        return validate_email_address(address)
+    except ValueError as e:
+        raise PermanentError("invalid_email", f"The {what} address: {e}") from e
+
+
 def _compose(
     account: SenderAccount, message: OutboundMessage, sender: str, to: str, now: datetime
 ) -> EmailMessage:
-    from_name = _header_text(account.credentials.get("fromName", ""), "invalid_sender", "fromName")
+    # The message's own author (TWIN's fromEmail/fromName) shows in From; the envelope stays
+    # the sender's, the address the SMTP server lets this account send from.
+    name = (
+        message.from_name
+        if message.from_name is not None
+        else account.credentials.get("fromName", "")
+    )
+    from_name = _header_text(name, "invalid_sender", "fromName")
+    author = _author(message.from_email, "fromEmail") if message.from_email else sender
     mail = EmailMessage(policy=_POLICY)
     try:
         mail["Subject"] = _subject(message)
-        mail["From"] = Address(display_name=from_name, addr_spec=sender)
+        mail["From"] = Address(display_name=from_name, addr_spec=author)
         mail["To"] = Address(addr_spec=to)
+        if message.reply_to:
+            mail["Reply-To"] = Address(addr_spec=_author(message.reply_to, "replyTo"))
     except (ValueError, HeaderParseError) as e:
         raise PermanentError("invalid_email", f"Could not build the message headers: {e}") from e
     mail["Date"] = email.utils.format_datetime(now)

@@ -5,7 +5,8 @@ Credentials: ``accessToken`` (sending), ``appSecret`` (webhook signatures), ``ve
 https://graph.facebook.com/v21.0 (the version is part of the base URL).
 
 What is sent, in order of precedence: an approved template (``message.template``), an
-interactive CTA-URL button (button URL and text), an image with caption, or text. Free text
+interactive CTA-URL button (button URL and text), a file (TWIN's ``mediaUrl``: image, video,
+audio or document, named by ``documentFilename``) or an image with caption, or text. Free text
 is only allowed within 24 hours of the person's last message; enforcing that is the caller's
 job, Meta's 131047 is the backstop. Delivery reports arrive on the webhook.
 """
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeGuard, get_args
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -123,6 +125,30 @@ def _template_parameters(variables: dict[str, str]) -> list[dict[str, str]]:
     return parameters
 
 
+_IMAGE = re.compile(r"\.(jpe?g|png|webp)$", re.IGNORECASE)
+_VIDEO = re.compile(r"\.(mp4|3gpp?)$", re.IGNORECASE)
+_AUDIO = re.compile(r"\.(aac|amr|mp3|m4a|ogg|opus)$", re.IGNORECASE)
+
+
+def _media(message: OutboundMessage) -> tuple[str, dict[str, Any]]:
+    """TWIN's mediaUrl as Meta's media object: its kind from the file's extension.
+
+    A ``documentFilename`` makes it a document (the name the person sees); a file of no
+    known kind is sent as a document too, which WhatsApp shows whatever it is.
+    """
+    link = message.media_url or ""
+    path = urlsplit(link).path
+    if message.document_filename is None:
+        for kind, pattern in (("image", _IMAGE), ("video", _VIDEO), ("audio", _AUDIO)):
+            if pattern.search(path):
+                return kind, {"link": link}
+    document: dict[str, Any] = {"link": link}
+    name = message.document_filename or path.rsplit("/", 1)[-1]
+    if name:
+        document["filename"] = name
+    return "document", document
+
+
 def build_payload(message: OutboundMessage) -> dict[str, Any]:
     """The ``/messages`` JSON body for ``message`` (reference §4); PermanentError if it can't be."""
     payload: dict[str, Any] = {
@@ -138,10 +164,19 @@ def build_payload(message: OutboundMessage) -> dict[str, Any]:
                 "template_incomplete", "A WhatsApp template needs its name and language."
             )
         content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+        if template.namespace:
+            content["namespace"] = template.namespace
+        components: list[dict[str, Any]] = []
+        if message.media_url:
+            # A template's media header takes its file as a parameter.
+            kind, media = _media(message)
+            components.append({"type": "header", "parameters": [{"type": kind, kind: media}]})
         if template.variables:
-            content["components"] = [
+            components.append(
                 {"type": "body", "parameters": _template_parameters(template.variables)}
-            ]
+            )
+        if components:
+            content["components"] = components
         return {**payload, "type": "template", "template": content}
     if message.button_url and message.button_text:
         if len(message.button_text) > MAX_BUTTON_TEXT_LENGTH:
@@ -164,13 +199,15 @@ def build_payload(message: OutboundMessage) -> dict[str, Any]:
     if message.button_url:
         # A link without a label cannot be a button; keep it in the text rather than lose it.
         body = f"{body}\n\n{message.button_url}" if body else message.button_url
-    if message.image_url:
+    if message.media_url or message.image_url:
         if len(body) > MAX_CAPTION_LENGTH:
             raise _too_long("caption", MAX_CAPTION_LENGTH)
-        image: dict[str, Any] = {"link": message.image_url}
-        if body:
-            image["caption"] = body
-        return {**payload, "type": "image", "image": image}
+        kind, media = (
+            _media(message) if message.media_url else ("image", {"link": message.image_url})
+        )
+        if body and kind != "audio":  # audio is the one kind without a caption
+            media["caption"] = body
+        return {**payload, "type": kind, kind: media}
     if not body.strip():
         raise PermanentError("text_empty", "WhatsApp cannot send an empty message.")
     if len(body) > MAX_TEXT_LENGTH:

@@ -2,10 +2,10 @@
 
 Credentials and sender fields are Twilio's (Account SID, ``authToken``, base URL); the
 sender's ``from_address`` is the approved WhatsApp number in E.164. Free text goes as
-``Body`` (+ ``MediaUrl`` for an image); an approved template goes as ``ContentSid`` with
-``ContentVariables`` and no Body, which is the only thing Twilio delivers outside the
-24-hour window. Statuses, ``read`` included, arrive through the same Twilio status callback
-as SMS.
+``Body`` (+ ``MediaUrl`` for an image or TWIN's ``mediaUrl``); an approved template goes as
+``ContentSid`` with ``ContentVariables`` and no Body, which is the only thing Twilio
+delivers outside the 24-hour window. Statuses, ``read`` included, arrive through the same
+Twilio status callback as SMS.
 """
 
 from __future__ import annotations
@@ -58,9 +58,11 @@ class TwilioWhatsApp(TwilioSms):
         body = _text(message)
         if body:
             form["Body"] = body
-        if message.image_url:
-            form["MediaUrl"] = message.image_url
-        if not body and not message.image_url:
+        # TWIN's mediaUrl (any file) goes as Twilio's MediaUrl, like an image does.
+        media = message.media_url or message.image_url
+        if media:
+            form["MediaUrl"] = media
+        if not body and not media:
             raise PermanentError("text_empty", "WhatsApp cannot send an empty message.")
         return self._with_delivery_options(form, message)
 

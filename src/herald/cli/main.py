@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,7 @@ from herald.cli.http import KeyOpt, UrlOpt
 from herald.cli.http import api_call as _call
 from herald.cli.http import api_client as _client
 from herald.cli.http import fail as _fail
+from herald.cli.messages import messages_app
 from herald.cli.output import PlainTable, console, err, listing
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
@@ -44,6 +47,7 @@ app.add_typer(senders_app, name="senders")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(bots_app, name="bots")
+app.add_typer(messages_app, name="messages")
 
 
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
@@ -121,7 +125,12 @@ def serve(
     import uvicorn
 
     from herald.api.app import create_app
+    from herald.cli.logs import log_config
 
+    # Taken before the database and the key file are made, and held until uvicorn listens
+    # on it: a busy port stops the start with nothing left behind, and cannot be taken
+    # in between.
+    listening = _bound_socket(host, port)
     if "HERALD_PUBLIC_URL" not in os.environ:
         # Callbacks must reach this very process: --port 8001 alone would otherwise leave
         # Twilio reporting to :8000.
@@ -136,13 +145,37 @@ def serve(
         f"{settings.shown_database_url}, public URL {settings.public_url}; dispatcher "
         + ("inside this process" if dispatching else "off: run 'herald worker' to send")
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(run_workers=dispatching),
         host=host,
         port=port,
         log_level="info",
+        log_config=log_config(),
         access_log=False,
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=[listening])
+    if not server.started:  # uvicorn.run's own exit when the app failed to start
+        raise typer.Exit(code=3)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one, or one line saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            other = 8001 if port != 8001 else 8002
+            raise _fail(
+                f"port {port} on {host} is already in use (another Herald?): stop that server, "
+                f"or choose another port: herald serve --port {other}, or make run PORT={other}."
+            ) from None
+        raise _fail(f"cannot listen on {host}:{port}: {e.strerror or e}.") from None
+    return sock
 
 
 @app.command()
@@ -225,6 +258,41 @@ def projects_create(
     console.print(
         "Keep the API key now: Herald stores only its hash. It sends through the "
         "sandbox until you add a sender ('herald senders add --help')."
+    )
+
+
+@projects_app.command("rotate-secret")
+def projects_rotate_secret(
+    name: Annotated[str, typer.Argument(help="The project's name (see 'herald projects list').")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Give a project a new webhook secret (shown only this once); the old one stops at once."""
+    from herald.errors import HeraldError
+    from herald.services.projects import rotate_webhook_secret
+
+    settings = _settings()
+    _migrate(settings)
+
+    async def main() -> str:
+        herald = await _opened(settings)
+        try:
+            async with herald.sessions() as session, session.begin():
+                return await rotate_webhook_secret(session, herald.vault, name)
+        finally:
+            await herald.aclose()
+
+    try:
+        secret = asyncio.run(main())
+    except HeraldError as e:
+        raise _fail(e.message) from e
+    if as_json:
+        print(json.dumps({"webhookSecret": secret}))
+        return
+    console.print(f"Project [bold]{escape(name)}[/bold] has a new webhook secret.")
+    console.print(f"  webhookSecret: {secret}")
+    console.print(
+        "Callbacks are signed with it from now on: give it to your receiver "
+        "(Standard Webhooks libraries take it as it is)."
     )
 
 
@@ -523,8 +591,8 @@ def send(
                 console.line()
             err.print(
                 f"Stopped watching. Message {message_id} is {message['status']} and will be "
-                f"sent; cancel it with DELETE /api/v1/messages/{message_id} while it is "
-                "not yet sent."
+                f"sent; cancel it with DELETE /api/v1/messages/{message_id} before it is "
+                "final."
             )
             raise typer.Exit(code=130) from None
         if not console.is_terminal:

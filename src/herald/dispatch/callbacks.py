@@ -2,7 +2,9 @@
 
 The callbacks were written to an outbox in the same transaction as the status change, so a
 crash between the change and the POST loses nothing; the POST is retried with backoff and
-full jitter, and every attempt is logged with a truncated response.
+full jitter, and every attempt is logged with a truncated response. A message's callbacks
+go out one after the other, in their sequence: the next only once the one before it was
+answered 2xx or given up on.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,12 +23,15 @@ from herald.bootstrap import Herald
 from herald.channels.egress import TargetNotAllowed
 from herald.channels.http import provider_http_client
 from herald.domain.retry import RetryPolicy
-from herald.domain.signatures import herald_signature
-from herald.store.callbacks import ClientCallback, ClientCallbackAttempt
+from herald.domain.signatures import herald_signature, standard_webhook_signature
+from herald.store.callbacks import ClientCallback, ClientCallbackAttempt, due_heads
 from herald.store.db import is_postgres
 from herald.store.projects import Project
 
 log = logging.getLogger("herald.callbacks")
+
+# Of each answer, what the attempt log keeps: enough to debug a receiver, not a copy of it.
+EXCERPT_BYTES = 500
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class CallbackSender:
         self.policy = RetryPolicy(
             max_attempts=s.callback_max_attempts, base_seconds=5.0, max_seconds=3600.0
         )
+        # Opened secrets by their sealed form, so a rotated secret is never served stale.
         self._secrets: dict[str, str] = {}
 
     async def aclose(self) -> None:
@@ -72,54 +77,58 @@ class CallbackSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.2)
 
-    async def _secret(self, project_id: str) -> str:
-        if project_id not in self._secrets:
-            async with self.herald.sessions() as session:
-                project = await session.get(Project, project_id)
-            assert project is not None
-            self._secrets[project_id] = self.herald.vault.decrypt(project.webhook_secret_encrypted)
-        return self._secrets[project_id]
+    async def _secrets_of(self, project_ids: set[str]) -> dict[str, str]:
+        """Each project's webhook secret, read for every batch: a rotated one applies at once."""
+        async with self.herald.sessions() as session:
+            rows = await session.execute(
+                select(Project.id, Project.webhook_secret_encrypted).where(
+                    Project.id.in_(project_ids)
+                )
+            )
+            sealed = rows.all()
+        opened: dict[str, str] = {}
+        for project_id, encrypted in sealed:
+            if encrypted not in self._secrets:
+                self._secrets[encrypted] = self.herald.vault.decrypt(encrypted)
+            opened[project_id] = self._secrets[encrypted]
+        return opened
 
     async def run_once(self, limit: int = 200) -> int:
         now = self.herald.clock.now()
         lease = now + timedelta(seconds=self.herald.settings.lease_seconds)
         async with self.herald.sessions() as session, session.begin():
-            query = (
-                select(ClientCallback)
-                .where(ClientCallback.next_attempt_at <= now)
-                .order_by(ClientCallback.created_at, ClientCallback.id)
-                .limit(limit)
-            )
+            query = due_heads(now, limit)
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
             due = list(await session.scalars(query))
             for cb in due:
                 cb.next_attempt_at = lease  # comes due again if we die mid-POST
-            claimed = [(cb.id, cb.project_id, cb.message_id, cb.url, cb.body) for cb in due]
+            # At most one per message (the oldest pending one), so they may all go at once.
+            claimed = [(cb.id, cb.project_id, cb.url, cb.body) for cb in due]
         if not claimed:
             return 0
-        by_message: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-        for cb_id, project_id, message_id, url, body in claimed:
-            by_message[message_id].append((cb_id, project_id, url, body))
-        outcomes: list[_Outcome] = []
-
-        async def post_in_order(items: list[tuple[str, str, str, str]]) -> None:
-            # One message's callbacks go out in the order its statuses changed.
-            for cb_id, project_id, url, body in items:
-                outcomes.append(await self._post(cb_id, project_id, url, body))
-
-        await asyncio.gather(*(post_in_order(items) for items in by_message.values()))
-        await self._record(outcomes)
+        secrets = await self._secrets_of({project_id for _, project_id, _, _ in claimed})
+        outcomes = await asyncio.gather(
+            *(
+                self._post(cb_id, secrets[project_id], url, body)
+                for cb_id, project_id, url, body in claimed
+            )
+        )
+        await self._record(list(outcomes))
         return len(claimed)
 
-    async def _post(self, cb_id: str, project_id: str, url: str, body: str) -> _Outcome:
+    async def _post(self, cb_id: str, secret: str, url: str, body: str) -> _Outcome:
         raw = body.encode()
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            "X-Herald-Signature": herald_signature(
-                await self._secret(project_id), int(time.time()), raw
-            ),
+            "X-Herald-Signature": herald_signature(secret, timestamp, raw),
             "X-Herald-Callback-Id": cb_id,
+            # Standard Webhooks (standardwebhooks.com): the same id on every retry, so a
+            # receiver can drop a duplicate.
+            "webhook-id": cb_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_webhook_signature(secret, cb_id, timestamp, raw),
         }
         try:
             response = await self.client.post(url, content=raw, headers=headers)
@@ -127,7 +136,8 @@ class CallbackSender:
             return _Outcome(cb_id, None, None, str(e)[:500], final=True)
         except httpx.HTTPError as e:
             return _Outcome(cb_id, None, None, f"{type(e).__name__}: {e}"[:500])
-        return _Outcome(cb_id, response.status_code, response.text[:500], None)
+        excerpt = response.content[:EXCERPT_BYTES].decode("utf-8", "replace")
+        return _Outcome(cb_id, response.status_code, excerpt, None)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
         now = self.herald.clock.now()

@@ -35,7 +35,7 @@ from herald.domain.retry import RetryPolicy
 from herald.domain.scheduling import first_due
 from herald.domain.statuses import Status
 from herald.domain.time_windows import TimeRange, is_allowed, parse_ranges
-from herald.services.bots import last_inbound_any
+from herald.services.bots import last_inbound_at
 from herald.services.provider_reports import PRICED, apply_reported, note_provider_status
 from herald.services.senders import account_of
 from herald.services.suppressions import OPT_OUT_CODES, refuse_suppressed
@@ -53,11 +53,14 @@ from herald.store.rows import (
     load_siblings,
 )
 from herald.store.senders import Sender
+from herald.store.tasks import settle_tasks
 
 log = logging.getLogger("herald.dispatch")
 
 # Twilio prices a message within minutes of its final status; after a day there is no point.
 PRICE_PATIENCE = timedelta(days=1)
+# How often a worker looks for tasks that ended unseen (two last messages ending at once).
+TASK_SETTLE_EVERY = timedelta(seconds=5)
 WHATSAPP_WINDOW = timedelta(hours=24)
 # Built once (see store.rows.by_ids).
 _SENDERS = select(Sender).where(by_ids(Sender.id))
@@ -82,6 +85,7 @@ def outbound_of(
             name=content.get("templateName"),
             language=content.get("language"),
             content_sid=content.get("contentSid"),
+            namespace=content.get("templateNamespace"),
             variables={str(k): str(v) for k, v in (content.get("templateData") or {}).items()},
         )
     return OutboundMessage(
@@ -97,6 +101,11 @@ def outbound_of(
         button_url=content.get("buttonUrl"),
         button_text=content.get("buttonText"),
         template=template,
+        from_email=content.get("fromEmail"),
+        from_name=content.get("fromName"),
+        reply_to=content.get("replyTo"),
+        media_url=content.get("mediaUrl"),
+        document_filename=content.get("documentFilename"),
         message_id=d.message_id,
     )
 
@@ -149,6 +158,7 @@ class Dispatcher:
         )
         self._accounts: dict[str, tuple[tuple[str | None, ...], SenderAccount]] = {}
         self._in_flight = asyncio.Semaphore(self.settings.dispatch_concurrency)
+        self._next_settle: datetime | None = None
 
     def status_callback_url(self, attempt_id: str) -> str:
         # The fragment is Twilio's connection override: by default it retries a callback
@@ -163,6 +173,7 @@ class Dispatcher:
         batches: set[asyncio.Task[None]] = set()
         max_batches = 4
         while not stop.is_set():
+            await self._settle_tasks_now_and_then()
             if len(batches) >= max_batches:
                 await asyncio.wait(batches, return_when=asyncio.FIRST_COMPLETED)
                 continue
@@ -184,6 +195,18 @@ class Dispatcher:
                 )
         if batches:
             await asyncio.wait(batches)
+
+    async def _settle_tasks_now_and_then(self) -> None:
+        """Mark done the tasks whose end no single transaction saw (see ``settle_tasks``)."""
+        now = self.herald.clock.now()
+        if self._next_settle is not None and now < self._next_settle:
+            return
+        self._next_settle = now + TASK_SETTLE_EVERY
+        try:
+            async with self.herald.sessions() as session, session.begin():
+                await settle_tasks(session)
+        except Exception:
+            log.exception("settling finished tasks failed; trying again later")
 
     async def run_once(self) -> int:
         """Claim one batch and finish it; returns how many deliveries it handled (tests)."""
@@ -388,7 +411,9 @@ class Dispatcher:
         session: AsyncSession, d: DeliveryRow, now: datetime
     ) -> bool:
         """Whether WhatsApp's 24-hour customer-service window is closed for this person."""
-        last = await last_inbound_any(session, d.project_id, d.to_address)
+        # Only a message the person sent in WhatsApp opens it (Meta's policy): an inbound SMS
+        # from the same number does not, and free text sent on it would fail with 131047.
+        last = await last_inbound_at(session, d.project_id, "whatsapp", d.to_address)
         return last is None or now - last >= WHATSAPP_WINDOW
 
     @staticmethod
@@ -718,6 +743,20 @@ class Dispatcher:
                 now,
                 f"the next retry would come after its validity period ({error.code})",
                 error=error,
+            )
+            return
+        if delay is not None and message.cancelled_at is not None:
+            # The provider did not take it, and the client cancelled meanwhile: no retry.
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.FAILED,
+                source="dispatcher",
+                at=now,
+                attempt_id=attempt.id,
+                error=error,
+                detail=f"{why}; not retried: the message was cancelled",
             )
             return
         if delay is None:

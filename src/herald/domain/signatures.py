@@ -1,8 +1,10 @@
-"""Webhook signatures: Twilio's ``X-Twilio-Signature`` and Herald's own ``X-Herald-Signature``."""
+"""Webhook signatures: Twilio's ``X-Twilio-Signature``, Herald's own ``X-Herald-Signature``
+and the Standard Webhooks ``webhook-signature`` Herald's client callbacks also carry."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
@@ -68,3 +70,27 @@ def herald_signature(secret: str, timestamp: int, body: bytes) -> str:
     """The ``X-Herald-Signature`` header value for an outbound client callback."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key Standard Webhooks derive from a ``whsec_…`` secret: its base64 part, decoded.
+
+    Secrets issued before Herald followed the standard are URL-safe base64 without padding;
+    they decode that way (the libraries cannot read them: ``herald projects rotate-secret``).
+    """
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+
+
+def standard_webhook_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256
+    of ``"{id}.{timestamp}.{body}"``."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    mac = hmac.digest(webhook_secret_key(secret), signed, "sha256")
+    return "v1," + base64.b64encode(mac).decode()

@@ -1,5 +1,5 @@
-"""Reading and writing the spreadsheets of send tasks: CSV (any common delimiter and encoding)
-and XLSX, streamed row by row so memory does not grow with the file.
+"""Reading and writing the spreadsheets of send tasks: CSV (any common delimiter and encoding),
+XLSX, XLS and ODS read row by row; CSV and XLSX written.
 
 Reading a file is the only I/O here; everything else (encoding and delimiter detection,
 column names, phone clean-up, formula escaping) is pure.
@@ -15,13 +15,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import phonenumbers
 
 from herald.domain.phones import InvalidPhone, to_e164
 
-FORMATS = ("csv", "xlsx")
+#: What a task's file may be. CSV goes through the csv module, the workbooks through
+#: python-calamine (Rust; several times faster than openpyxl at reading).
+FORMATS = ("csv", "xlsx", "xls", "ods")
+#: What samples, reports and results are written as (openpyxl writes the XLSX).
+OUTPUT_FORMATS = ("csv", "xlsx")
+ACCEPTED = "CSV (.csv), Excel (.xlsx or .xls) or OpenDocument (.ods)"
 DELIMITERS = ",;\t|"
 # Columns that address the recipient rather than fill template variables, named as the
 # messages API names a destination's fields (Telegram's chat id is ``messengerUserId``).
@@ -29,7 +34,24 @@ DESTINATION_COLUMNS = ("phone", "email", "messengerUserId")
 _DESTINATION_NAMES = {name.lower(): name for name in DESTINATION_COLUMNS}
 # Cells starting with these are formulas to Excel and LibreOffice (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_XLSX_MAGIC = b"PK\x03\x04"
+_ZIP_MAGIC = b"PK\x03\x04"
+# Excel 97-2003's container (Word's .doc shares it; reading such a file then fails cleanly).
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# An OpenDocument zip starts with its uncompressed ``mimetype`` member, so the head says it.
+_ODF_MIMETYPE = b"mimetypeapplication/vnd.oasis.opendocument."
+_ODS_MIMETYPE = _ODF_MIMETYPE + b"spreadsheet"
+# Files people upload by mistake whose first bytes may hold no NUL.
+_NOT_SHEETS = {
+    b"%PDF-": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%!PS": "a PostScript document",
+    b"{\\rtf": "an RTF document",
+}
+# A whole XLSX sheet read by calamine costs about 1.3 bytes of memory per byte of its XML;
+# past this much XML the file is streamed through openpyxl instead, slower but flat.
+CALAMINE_MAX_XML = 32 << 20
 _CHUNK = 1 << 20
 
 
@@ -42,6 +64,17 @@ class SpreadsheetProblem(ValueError):
         self.code = code
 
 
+class UnsupportedFile(SpreadsheetProblem):
+    """The file is no spreadsheet Herald reads (a PDF, an image, an Apple Numbers file)."""
+
+    def __init__(self, filename: str | None, what: str) -> None:
+        name = f"{filename!r}" if filename else "The file"
+        super().__init__(
+            f"{name} is {what}, not a spreadsheet Herald reads; upload it as {ACCEPTED}.",
+            "unsupported_file",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One data row: its number as a spreadsheet shows it (the header is row 1) and cells."""
@@ -51,20 +84,27 @@ class Row:
 
 
 def file_format(filename: str | None, head: bytes) -> str:
-    """``csv`` or ``xlsx``, from the file name's extension or, failing that, its first bytes."""
+    """One of :data:`FORMATS`, from the file's first bytes and, where they leave it open, its
+    name; raises :class:`UnsupportedFile` for anything else."""
     name = (filename or "").lower()
-    if name.endswith((".xls", ".ods", ".numbers")):
-        raise SpreadsheetProblem(
-            f"{filename!r} is not a CSV or XLSX file; save it as .xlsx or .csv first.",
-            "unsupported_format",
-        )
-    if name.endswith(".xlsx") or head.startswith(_XLSX_MAGIC):
+    if name.endswith(".numbers"):
+        raise UnsupportedFile(filename, "an Apple Numbers file")
+    if head.startswith(_ZIP_MAGIC):
+        if head[30:].startswith(_ODS_MIMETYPE) or name.endswith(".ods"):
+            return "ods"
+        if head[30:].startswith(_ODF_MIMETYPE):
+            raise UnsupportedFile(filename, "an OpenDocument file other than a spreadsheet")
         return "xlsx"
+    if head.startswith(_OLE2_MAGIC):
+        return "xls"
+    if name.endswith((".xlsx", ".xlsm")):
+        return "xlsx"  # not a zip: reading it says the workbook is broken
+    for magic, what in _NOT_SHEETS.items():
+        if head.startswith(magic):
+            raise UnsupportedFile(filename, what)
     if b"\x00" in head[:4096]:
-        raise SpreadsheetProblem(
-            "The file looks binary and is not XLSX; upload a .csv or .xlsx file.",
-            "unsupported_format",
-        )
+        raise UnsupportedFile(filename, "a binary file")
+    # Text, whatever its name: systems that export "Excel" often write CSV or TSV as .xls.
     return "csv"
 
 
@@ -105,6 +145,27 @@ def column_name(raw: Any) -> str:
     """A header cell as a column name: trimmed; destination columns case-insensitive."""
     text = cell_text(raw).strip().lstrip("\ufeff").strip()
     return _DESTINATION_NAMES.get(text.lower(), text)
+
+
+def variable_names(header: Sequence[str], variables: Iterable[str]) -> dict[str, str]:
+    """The template variable each column fills when its name differs only in letter case
+    (``Name`` fills ``{{ name }}``), as destination columns match; a column named exactly
+    like a variable takes precedence, and then the first column of that name."""
+    wanted = {v.lower(): v for v in variables}
+    taken = {c for c in header if c in wanted.values()}
+    names: dict[str, str] = {}
+    for column in header:
+        variable = wanted.get(column.lower())
+        if variable is not None and variable not in taken and column not in DESTINATION_COLUMNS:
+            names[column] = variable
+            taken.add(variable)
+    return names
+
+
+def missing_columns(header: Sequence[str], variables: Iterable[str]) -> list[str]:
+    """The variables no column of ``header`` fills, letter case aside."""
+    present = {c.lower() for c in header}
+    return [v for v in variables if v.lower() not in present]
 
 
 def cell_text(value: Any) -> str:
@@ -163,7 +224,7 @@ def valid_region(region: str) -> bool:
 
 
 def escape_formula(value: Any) -> Any:
-    """Cell text that Excel would run as a formula gets a leading apostrophe."""
+    """CSV cell text that Excel would run as a formula gets a leading apostrophe."""
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
@@ -183,6 +244,14 @@ def _rows(records: Iterable[Sequence[Any]]) -> Iterator[Row | list[str]]:
     before: list[tuple[int, list[str]]] = []
     for number, record in enumerate(records, start=1):
         texts = [cell_text(v) for v in record]
+        if any("\x00" in text for text in texts):
+            # PostgreSQL cannot store a NUL, and no sheet a person made holds one (a CSV's
+            # first bytes with one already read as binary).
+            raise SpreadsheetProblem(
+                f"Row {number} holds a NUL character (\\u0000), which Herald cannot store; "
+                "remove it.",
+                "invalid_character",
+            )
         if not any(texts):
             continue
         if header is None:
@@ -241,13 +310,63 @@ def _xlsx_records(path: Path) -> Iterator[Sequence[Any]]:
     try:
         sheet = workbook.worksheets[0]
         yield from sheet.iter_rows(values_only=True)
+    except SyntaxError as e:
+        # The sheet's XML is read as rows are: broken XML (such as &#0;, a NUL, which XML
+        # has no place for) shows only here. Both XML parsers' errors are SyntaxErrors.
+        raise SpreadsheetProblem(
+            f"The file is not a readable XLSX workbook: {e}", "invalid_xlsx"
+        ) from e
     finally:
         workbook.close()
 
 
+def _sheet_xml_size(path: Path) -> int:
+    """How much XML the workbook's sheets and shared strings unpack to (0 if no zip)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return sum(
+                i.file_size
+                for i in z.infolist()
+                if i.filename.startswith("xl/worksheets/") or i.filename == "xl/sharedStrings.xml"
+            )
+    except (zipfile.BadZipFile, OSError):
+        return 0
+
+
+def _calamine_records(path: Path, fmt: str) -> Iterator[Sequence[Any]]:
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    try:
+        # calamine tells the format by the extension: the stored upload is upload.<fmt>.
+        with CalamineWorkbook.from_path(path) as workbook:
+            sheet = workbook.get_sheet_by_index(0)
+    except (CalamineError, OSError, ValueError) as e:
+        raise SpreadsheetProblem(
+            f"The file is not a readable {fmt.upper()} workbook: {e}", f"invalid_{fmt}"
+        ) from e
+    # iter_rows starts at the sheet's first row, blank or not: row numbers stay the ones a
+    # spreadsheet shows.
+    try:
+        yield from sheet.iter_rows()
+    except CalamineError as e:
+        # The sheet's XML is parsed as its rows are read: broken XML (such as &#0;, a NUL,
+        # which XML has no place for) shows only here.
+        raise SpreadsheetProblem(
+            f"The file is not a readable {fmt.upper()} workbook: {e}", f"invalid_{fmt}"
+        ) from e
+
+
+def _records(path: Path, fmt: str) -> Iterator[Sequence[Any]]:
+    if fmt == "csv":
+        return _csv_records(path)
+    if fmt == "xlsx" and _sheet_xml_size(path) > CALAMINE_MAX_XML:
+        return _xlsx_records(path)
+    return _calamine_records(path, fmt)
+
+
 def read_rows(path: Path, fmt: str) -> tuple[list[str], Iterator[Row]]:
-    """The header and a stream of data rows of a CSV or XLSX file."""
-    records = _xlsx_records(path) if fmt == "xlsx" else _csv_records(path)
+    """The header and a stream of data rows of a file in one of :data:`FORMATS`."""
+    records = _records(path, fmt)
     stream = _rows(records)
     try:
         header = next(stream)
@@ -268,20 +387,48 @@ def read_rows(path: Path, fmt: str) -> tuple[list[str], Iterator[Row]]:
     return header, data()
 
 
+class XlsxWriter:
+    """An XLSX sheet appended row by row in openpyxl's write-only mode (flat memory).
+
+    Text is written as text cells, which Excel shows as they are and never runs: no
+    apostrophe escape (Excel would show it, in front of every ``+`` phone number).
+    """
+
+    def __init__(self, header: Sequence[str]) -> None:
+        from openpyxl import Workbook
+
+        self._book = Workbook(write_only=True)
+        self._sheet = self._book.create_sheet()
+        self._sheet.append(list(header))
+
+    def append(self, row: Iterable[Any]) -> None:
+        from openpyxl.cell import WriteOnlyCell
+
+        cells: list[Any] = []
+        for value in row:
+            if isinstance(value, str) and value.startswith("="):
+                # openpyxl takes a string starting with = for a formula; keep it text.
+                cell = WriteOnlyCell(self._sheet, value)
+                cell.data_type = "s"
+                cells.append(cell)
+            else:
+                cells.append(value)
+        self._sheet.append(cells)
+
+    def save(self, target: Path | IO[bytes]) -> None:
+        self._book.save(target)
+
+
 def write_table(path: Path, fmt: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write ``rows`` as CSV (UTF-8 with BOM, so Excel opens it right) or XLSX, streamed.
 
-    Every cell is escaped against formula injection.
+    No cell can run as a formula: CSV cells are escaped, XLSX ones typed as text.
     """
     if fmt == "xlsx":
-        from openpyxl import Workbook
-
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet()
-        sheet.append(list(header))
+        book = XlsxWriter(header)
         for row in rows:
-            sheet.append([escape_formula(v) for v in row])
-        workbook.save(path)
+            book.append(row)
+        book.save(path)
         return
     with path.open("w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
@@ -293,15 +440,11 @@ def write_table(path: Path, fmt: str, header: Sequence[str], rows: Iterable[Sequ
 def table_bytes(fmt: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """A small table (a sample file) as bytes."""
     if fmt == "xlsx":
-        from openpyxl import Workbook
-
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet()
-        sheet.append(list(header))
+        book = XlsxWriter(header)
         for row in rows:
-            sheet.append([escape_formula(v) for v in row])
+            book.append(row)
         buffer = io.BytesIO()
-        workbook.save(buffer)
+        book.save(buffer)
         return buffer.getvalue()
     text = io.StringIO()
     writer = csv.writer(text)

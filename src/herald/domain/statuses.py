@@ -23,7 +23,7 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-    SKIPPED = "skipped"  # a cascade channel left unused: an earlier one delivered
+    SKIPPED = "skipped"  # a cascade channel left unused: delivered elsewhere (or in its group)
 
 
 FINAL: frozenset[Status] = frozenset(
@@ -47,8 +47,14 @@ FAILURES: frozenset[Status] = frozenset({Status.UNDELIVERED, Status.FAILED, Stat
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.SCHEDULED, Status.SKIPPED, Status.CANCELLED}),
-    Status.SCHEDULED: frozenset({Status.QUEUED, Status.SENDING, Status.CANCELLED, *_ENDINGS}),
-    Status.QUEUED: frozenset({Status.SCHEDULED, Status.SENDING, Status.CANCELLED, *_ENDINGS}),
+    # scheduled/queued -> skipped: a fallback the cascade reached, left unused because the
+    # person's other device (same groupId) was delivered before it went out.
+    Status.SCHEDULED: frozenset(
+        {Status.QUEUED, Status.SENDING, Status.CANCELLED, Status.SKIPPED, *_ENDINGS}
+    ),
+    Status.QUEUED: frozenset(
+        {Status.SCHEDULED, Status.SENDING, Status.CANCELLED, Status.SKIPPED, *_ENDINGS}
+    ),
     # sending -> queued is a retry after a transient failure; every later report may also
     # arrive before the provider's answer to the send call itself has been recorded.
     Status.SENDING: frozenset(
@@ -80,12 +86,13 @@ def is_cancellable(status: Status) -> bool:
     return status in (Status.SCHEDULED, Status.QUEUED, Status.PENDING)
 
 
-def message_status(deliveries: list[tuple[Status, int]]) -> Status:
+def message_status(deliveries: list[tuple[Status, int]], *, cancelled: bool = False) -> Status:
     """A message's status from its channels' ``(status, step)``: the cascade's overall state.
 
     Delivered (or read) on any channel wins; otherwise the furthest active channel speaks;
     a cascade still holding pending channels is queued; when every channel has ended, the
-    last one's ending is the message's.
+    last one's ending is the message's. A message the client ``cancelled`` while a channel
+    was already with a provider ends cancelled, unless that channel is reported delivered.
     """
     statuses = {status for status, _ in deliveries}
     if Status.READ in statuses:
@@ -99,6 +106,8 @@ def message_status(deliveries: list[tuple[Status, int]]) -> Status:
     ]
     if active:
         return max(active, key=lambda a: (a[0], _PROGRESS.index(a[1])))[1]
+    if cancelled:
+        return Status.CANCELLED
     if Status.PENDING in statuses:
         return Status.QUEUED
     ended = [(step, status) for status, step in deliveries if status is not Status.SKIPPED]

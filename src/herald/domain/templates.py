@@ -509,6 +509,11 @@ def variables_of(source: str, *, html: bool = False) -> set[str]:
     return set(_compile(source, html).variables)
 
 
+def required_variables_of(source: str, *, html: bool = False) -> set[str]:
+    """The variables rendering ``source`` refuses to go without (no ``default`` guard)."""
+    return set(_compile(source, html).required)
+
+
 _UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
 
 

@@ -1,9 +1,11 @@
 """The web chat's rules: who a visitor is, and what the widget may say over its socket.
 
 A visitor is identified by an id the site chooses (its own user id) or Herald makes (an
-anonymous visitor). Either way the widget must also present a token: an HMAC of the bot
-and the visitor id under the project's webhook secret. A site computes it on its server
-for a logged-in user, so nobody can read another person's chat by typing their id.
+anonymous visitor). Either way the widget must also present a token, ``{exp}.{hmac}``: when it
+expires (Unix seconds) and an HMAC of the bot, the visitor id and that time under the
+project's webhook secret. A site computes it on its server for a logged-in user, so nobody
+can read another person's chat by typing their id; a token that leaked (it travels in the
+socket's URL) stops working once it expires.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from herald.domain.signatures import constant_time_equal
@@ -35,15 +38,30 @@ def valid_visitor_id(visitor_id: str) -> bool:
     return _VISITOR_ID.fullmatch(visitor_id) is not None
 
 
-def visitor_token(secret: str, bot_id: str, visitor_id: str) -> str:
-    """The token that proves the widget may act as ``visitor_id`` on ``bot_id``."""
-    message = f"webchat:{bot_id}:{visitor_id}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def visitor_token(secret: str, bot_id: str, visitor_id: str, expires: int) -> str:
+    """The token that proves the widget may act as ``visitor_id`` on ``bot_id`` until
+    ``expires`` (Unix seconds)."""
+    message = f"webchat:{bot_id}:{visitor_id}:{expires}".encode()
+    return f"{expires}.{hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}"
 
 
-def token_matches(secret: str, bot_id: str, visitor_id: str, token: str) -> bool:
-    """Constant-time check of a presented visitor token."""
-    return constant_time_equal(visitor_token(secret, bot_id, visitor_id), token)
+class TokenCheck(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    EXPIRED = "expired"
+
+
+def check_token(secret: str, bot_id: str, visitor_id: str, token: str, now: int) -> TokenCheck:
+    """Whether a presented visitor token is ours for this visitor, and still valid at ``now``.
+
+    The signature is checked before the time, so a forged token never learns it is "expired".
+    """
+    expires, _, _ = token.partition(".")
+    if not expires.isascii() or not expires.isdigit() or len(expires) > 12:
+        return TokenCheck.INVALID
+    if not constant_time_equal(visitor_token(secret, bot_id, visitor_id, int(expires)), token):
+        return TokenCheck.INVALID
+    return TokenCheck.VALID if now < int(expires) else TokenCheck.EXPIRED
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,20 +4,43 @@ Unknown fields are refused (``extra="forbid"``) so a typo or a feature Herald do
 yet is a clear 422, never silently ignored. Every request model takes each value as the JSON
 type it is: numbers, booleans and strings are never converted into one another (the
 ``Strict*`` types; a plain ``str`` already refuses the others), so ``{"rateLimit": true}`` is
-a 422 ``wrong_type``, not one message a second. An integer is still a valid float.
+a 422 ``wrong_type``, not one message a second. An integer is still a valid float. No text
+anywhere in a request, keys included, may hold a NUL character (422 ``invalid_character``,
+see :mod:`herald.schemas.text`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from herald.schemas.text import INVALID_CHARACTER, NUL_ADVICE, nul_at
 
 Scalar = str | int | float | bool | None
 
 
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # Checked on the raw input, once for the whole model: its free-form parts (channels,
+        # variables, settings) are text Herald stores too.
+        where = nul_at(data)
+        if where is not None:
+            raise PydanticCustomError(INVALID_CHARACTER, NUL_ADVICE, {"field": where})
+        return data
 
 
 class DestinationIn(WireModel):
@@ -55,7 +78,10 @@ class RichChannelIn(WireModel):
     required: StrictBool | None = None
     subject: str | None = None
     html: str | None = None
-    from_name: str | None = Field(default=None, alias="fromName")
+    from_name: str | None = Field(default=None, alias="fromName", max_length=200)
+    # E-mail: the From address and Reply-To (the envelope stays the sender's).
+    from_email: str | None = Field(default=None, alias="fromEmail", max_length=320)
+    reply_to: str | None = Field(default=None, alias="replyTo", max_length=320)
     image_url: str | None = Field(default=None, alias="imageUrl")
     button_url: str | None = Field(default=None, alias="buttonUrl")
     button_text: str | None = Field(default=None, alias="buttonText")
@@ -66,6 +92,12 @@ class RichChannelIn(WireModel):
     template_name: str | None = Field(default=None, alias="templateName")  # Meta's template
     language: str | None = Field(default=None, max_length=20)
     template_data: dict[str, Scalar] | None = Field(default=None, alias="templateData")
+    template_namespace: str | None = Field(default=None, alias="templateNamespace", max_length=100)
+    # A file sent by link (image, video or document), and the name a document is shown under.
+    media_url: str | None = Field(
+        default=None, alias="mediaUrl", max_length=2000, pattern=r"^https?://\S+$"
+    )
+    document_filename: str | None = Field(default=None, alias="documentFilename", max_length=240)
 
 
 class ChatChannelIn(WireModel):
@@ -138,4 +170,5 @@ def pydantic_code(error_type: str) -> str:
         "missing": "missing_field",
         "extra_forbidden": "unknown_field",
         "json_invalid": "malformed_json",
+        INVALID_CHARACTER: INVALID_CHARACTER,
     }.get(error_type, "invalid_field")

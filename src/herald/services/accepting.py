@@ -17,7 +17,7 @@ from herald.domain.templates import DEFAULT_BUDGET, RenderBudget, TemplateTooExp
 from herald.domain.time_windows import InvalidTimeRange, TimeRange, parse_ranges
 from herald.domain.timezones import InvalidTimeZone, load_zone, resolve_zone
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
-from herald.errors import NotFound
+from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.schemas.messages import (
     CreateMessagesIn,
     MessageIn,
@@ -44,6 +44,7 @@ from herald.services.templates import TemplateSnapshot, load_template
 from herald.services.url_checks import url_problem
 from herald.store.base import new_id
 from herald.store.bulk import insert_many
+from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message, StatusEvent
 from herald.store.projects import Project
 from herald.store.tasks import Task
@@ -180,6 +181,7 @@ class PlannedMessages:
     results: list[dict[str, Any]]
     link_batches: list[LinkBatch]
     opens_chat_sessions: bool
+    task_id: str | None = None
 
 
 async def create_messages(
@@ -308,10 +310,16 @@ async def plan_messages(
     """
     problems = Problems()
     await _check_request_fields(session, project_id, request, problems)
-    project_zone = (
-        await session.scalar(select(Project.default_timezone).where(Project.id == project_id))
-        or policy.default_timezone
-    )
+    settings = (
+        await session.execute(
+            select(Project.default_timezone, Project.provider_aliases, Project.callback_url).where(
+                Project.id == project_id
+            )
+        )
+    ).first()
+    project_zone = (settings[0] if settings else None) or policy.default_timezone
+    aliases: dict[str, str] = (settings[1] if settings else None) or {}
+    default_callback_url: str | None = settings[2] if settings else None
     senders = SenderDirectory(session, project_id)
     bulk_id = request.bulk_id or new_id()
     plans: list[_Planned] = []
@@ -325,7 +333,7 @@ async def plan_messages(
         if template is not None and not msg.allowed_time_ranges and template.allowed_time_ranges:
             msg = msg.model_copy(update={"allowed_time_ranges": template.allowed_time_ranges})
         timing = _timing(msg, path, problems, now=now, horizon=policy.horizon)
-        steps = await resolve_steps(specs, senders, path, problems, msg.destinations)
+        steps = await resolve_steps(specs, senders, path, problems, msg.destinations, aliases)
         if timing is None or not steps or len(steps) != len(specs):
             continue
         validities = _validities(steps, path, problems, policy.cascade_wait_minutes)
@@ -361,6 +369,7 @@ async def plan_messages(
                     "project_id": project_id,
                     "bulk_id": bulk_id,
                     "group_id": group_id,
+                    "group_given": plan.msg.group_id is not None,
                     "task_id": request.task_id,
                     "phone": recipient.phone,
                     "destination": recipient.destination,
@@ -368,7 +377,8 @@ async def plan_messages(
                     "channel": first,
                     "status": status.value,
                     "status_at": now,
-                    "callback_url": plan.msg.callback_url,
+                    # The project's default was checked when it was set.
+                    "callback_url": plan.msg.callback_url or default_callback_url,
                     "callback_data": plan.msg.callback_data,
                     "send_at": plan.timing.send_at,
                     "timezone": None,
@@ -397,7 +407,11 @@ async def plan_messages(
                 }
             )
     return PlannedMessages(
-        rows, results, link_batches, any(s.bot_id for plan in plans for s in plan.steps)
+        rows,
+        results,
+        link_batches,
+        any(s.bot_id for plan in plans for s in plan.steps),
+        request.task_id,
     )
 
 
@@ -411,6 +425,9 @@ async def store_messages(
 ) -> list[dict[str, Any]]:
     """Store planned messages in the session's (write) transaction; returns TWIN's results."""
     rows = planned.rows
+    if planned.task_id is not None and await _task_holds(session, project_id, planned.task_id):
+        for row in rows[Delivery]:
+            row["next_attempt_at"] = None  # released when the task is started or resumed
     if planned.link_batches:
         renamed = await save_short_links_many(
             session, project_id, planned.link_batches, now=now, retention=policy.link_retention
@@ -427,6 +444,28 @@ async def store_messages(
     if planned.opens_chat_sessions:
         await open_chat_sessions(session, rows[Delivery])
     return planned.results
+
+
+async def _task_holds(session: AsyncSession, project_id: str, task_id: str) -> bool:
+    """Whether messages joining the task wait for it (paused, or not started yet).
+
+    Read in the storing transaction and shared-locked, so a pause either comes first and
+    holds these messages, or comes after and holds them with the task's others.
+    """
+    query = select(Task.status).where(Task.id == task_id, Task.project_id == project_id)
+    if is_postgres(session):
+        query = query.with_for_update(read=True)
+    status = await session.scalar(query)
+    if status is None:
+        raise ValidationFailed(f"taskId: No task with id {task_id}.", code="task_not_found")
+    if status in ("cancelled", "done", "failed"):
+        raise Conflict(
+            f"Task {task_id} is {status} and takes no more messages; send them without "
+            "'taskId', or with the id of an open task.",
+            code="task_not_open",
+            details={"taskId": task_id, "status": status},
+        )
+    return status in ("paused", "importing", "ready")
 
 
 def _store_recipient(

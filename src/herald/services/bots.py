@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -342,23 +342,6 @@ async def last_inbound_at(
     )
 
 
-async def last_inbound_any(
-    session: AsyncSession,
-    project_id: str,
-    address: str,
-    channels: Sequence[str] = ("sms", "whatsapp"),
-) -> datetime | None:
-    """The latest inbound time of the person over several channels (issue 7: an inbound
-    text on any channel with inbound refreshes the WhatsApp window)."""
-    return await session.scalar(
-        select(func.max(ContactActivity.last_inbound_at)).where(
-            ContactActivity.project_id == project_id,
-            ContactActivity.channel.in_([c.lower() for c in channels]),
-            ContactActivity.address == bare(address),
-        )
-    )
-
-
 # -- inbound texts -----------------------------------------------------------------------------
 
 
@@ -615,7 +598,9 @@ async def record_replies(
     if conversation is None:
         return []
     for reply in replies:
-        add_message(session, conversation, "outbound", reply, via, at, status=status)
+        add_message(
+            session, conversation, "outbound", reply, via, at, status=status, automatic=True
+        )
     return replies
 
 

@@ -93,6 +93,13 @@ RICH_FIELDS = (
     "contentSid",
     "templateName",
     "language",
+    # TWIN's channel fields: delivery settings, never rendered.
+    "fromEmail",
+    "fromName",
+    "replyTo",
+    "templateNamespace",
+    "mediaUrl",
+    "documentFilename",
 )
 
 

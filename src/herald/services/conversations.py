@@ -25,7 +25,10 @@ def add_message(
     message_id: str | None = None,
     content: dict[str, Any] | None = None,
     status: str | None = None,
+    automatic: bool = False,
 ) -> ConversationMessage:
+    """Add a text to the conversation; an ``automatic`` reply (the bot's rules or backend)
+    leaves the person's texts unread, since no person has seen or answered them."""
     message = ConversationMessage(
         conversation_id=conversation.id,
         direction=direction,
@@ -44,7 +47,7 @@ def add_message(
     conversation.last_body = body[:500]
     if direction == "inbound":
         conversation.unread += 1
-    else:
+    elif not automatic:
         conversation.unread = 0
     return message
 

@@ -30,6 +30,7 @@ from herald.schemas.messages import (
 from herald.services.chat_sessions import BOT_KEY, resolve_chat
 from herald.services.composition import CompositionProblem, compose_rich, compose_sms
 from herald.services.problems import Problems
+from herald.services.provider_aliases import UnknownProvider, herald_provider, serves
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import PlannedLink
 from herald.services.templates import TemplateSnapshot, merge_variables
@@ -104,7 +105,8 @@ def channel_specs(
         )
         return []
     specs: list[tuple[str, ChannelSpec]] = []
-    for key, value in raw.items():
+    for key, given_value in raw.items():
+        value = _with_template_settings(template, key, given_value)
         if key not in SUPPORTED_CHANNELS:
             problems.add(
                 f"{path}.channels.{key}",
@@ -135,6 +137,10 @@ def channel_specs(
                     "unsupported_field",
                 )
                 continue
+        problem = _field_problem(key, spec) if isinstance(spec, RichChannelIn) else None
+        if problem is not None:
+            problems.add(f"{path}.channels.{key}.{problem[0]}", problem[1], problem[2])
+            continue
         if key == "sms" and spec.text is None and template is None:
             problems.add(f"{path}.channels.sms.text", "Field required", "missing_field")
             continue
@@ -142,14 +148,60 @@ def channel_specs(
     return specs
 
 
+# TWIN's channel fields that reach the provider as they are (see channels.base.OutboundMessage).
+EMAIL_AUTHOR = ("fromEmail", "fromName", "replyTo")
+WHATSAPP_FILE = ("templateNamespace", "mediaUrl", "documentFilename")
+# Twilio's WhatsApp has neither: a file is named by its URL, a template by its ContentSid.
+_NOT_THROUGH_TWILIO = {
+    "templateNamespace": "template_namespace",
+    "documentFilename": "document_filename",
+}
+
+# A template's delivery settings, applied as if the request's channel object had them (the
+# request's own win, field by field). Content fields are merged later, when rendering.
+_TEMPLATE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "email": EMAIL_AUTHOR,
+    "whatsapp": (*WHATSAPP_FILE, "templateData"),
+}
+
+
+def _with_template_settings(template: TemplateSnapshot | None, key: str, value: Any) -> Any:
+    if template is None or key == "chat" or not isinstance(value, dict | None):
+        return value
+    stored = template.channels.get(key) or {}
+    names = ("from", "provider", "validityPeriod", "required", *_TEMPLATE_SETTINGS.get(key, ()))
+    merged = {name: stored[name] for name in names if stored.get(name) is not None}
+    if isinstance(merged.get("templateData"), list):
+        del merged["templateData"]  # TWIN's list form has no meaning Herald knows
+    merged.update({name: v for name, v in (value or {}).items() if v is not None})
+    return merged
+
+
 # What each channel sharing RichChannelIn does with its content (wire names). Anything
 # else given would be dropped on the way to the provider.
 _RICH_FIELDS: dict[str, tuple[str, ...]] = {
-    "email": ("subject", "html", "imageUrl", "buttonUrl", "buttonText"),
+    "email": ("subject", "html", "imageUrl", "buttonUrl", "buttonText", *EMAIL_AUTHOR),
     "telegram": ("imageUrl", "buttonUrl", "buttonText"),
-    "whatsapp": ("contentSid", "templateName", "language", "templateData"),
+    "whatsapp": ("contentSid", "templateName", "language", "templateData", *WHATSAPP_FILE),
 }
 _COMMON_FIELDS = ("text", "from", "provider", "validityPeriod", "required")
+
+
+def _field_problem(channel: str, spec: RichChannelIn) -> tuple[str, str, str] | None:
+    """The first of TWIN's channel fields that cannot reach the provider as given."""
+    for name, value in (("fromEmail", spec.from_email), ("replyTo", spec.reply_to)):
+        if channel == "email" and value is not None:
+            try:
+                validate_email_address(value)
+            except ValueError as e:
+                return name, f"{e}.", "invalid_email"
+    if spec.document_filename is not None and spec.media_url is None:
+        return (
+            "documentFilename",
+            "documentFilename names the file at mediaUrl: give mediaUrl too.",
+            "missing_field",
+        )
+    return None
 
 
 def _foreign_fields(channel: str, spec: RichChannelIn) -> list[str]:
@@ -165,8 +217,14 @@ async def resolve_steps(
     path: str,
     problems: Problems,
     destinations: Sequence[DestinationIn] = (),
+    aliases: Mapping[str, str] | None = None,
 ) -> list[Step]:
-    """Each channel with the sender it goes out through."""
+    """Each channel with the sender it goes out through.
+
+    ``aliases``: the project's TWIN provider names → Herald providers (see
+    :mod:`herald.services.provider_aliases`).
+    """
+    aliases = aliases or {}
     steps = []
     for key, spec in specs:
         if isinstance(spec, ChatChannelIn):
@@ -189,13 +247,34 @@ async def resolve_steps(
         except ValidationFailed as e:
             problems.add(f"{path}.channels.{key}.from", e.message, e.code)
             continue
-        if spec.provider and spec.provider.lower() not in (sender.provider, "twin"):
-            problems.add(
-                f"{path}.channels.{key}.provider",
-                f"The sender {sender.from_address} uses {sender.provider}, not {spec.provider}.",
-                "provider_mismatch",
-            )
-            continue
+        if spec.provider:
+            try:
+                provider = herald_provider(spec.provider, aliases)
+            except UnknownProvider as e:
+                problems.add(f"{path}.channels.{key}.provider", f"{e}.", "unknown_provider")
+                continue
+            if not serves(provider, sender.provider):
+                direct = provider == spec.provider.strip().lower()
+                mapped = "" if direct else f" ({spec.provider} maps to {provider})"
+                problems.add(
+                    f"{path}.channels.{key}.provider",
+                    f"The sender {sender.from_address} uses {sender.provider}, not "
+                    f"{spec.provider}{mapped}: give the 'from' of a {provider} sender, or "
+                    "leave 'provider' out.",
+                    "provider_mismatch",
+                )
+                continue
+        if isinstance(spec, RichChannelIn) and sender.provider == "twilio-whatsapp":
+            given = [wire for wire, attr in _NOT_THROUGH_TWILIO.items() if getattr(spec, attr)]
+            if given:
+                problems.add(
+                    f"{path}.channels.{key}.{given[0]}",
+                    f"WhatsApp through Twilio takes no '{given[0]}' (Twilio names a file by its "
+                    "URL and a template by its contentSid): leave it out, or send through a "
+                    "meta-whatsapp sender.",
+                    "unsupported_field",
+                )
+                continue
         steps.append(Step(key, spec, sender))
     return steps
 
@@ -326,6 +405,12 @@ def _content(
             "content_sid",
             "template_name",
             "language",
+            "from_email",
+            "from_name",
+            "reply_to",
+            "template_namespace",
+            "media_url",
+            "document_filename",
         },
     )
     # A chat session's text comes from the template's chat content, whatever the messenger.

@@ -12,8 +12,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.phones import InvalidPhone, to_e164
-from herald.domain.statuses import SUCCESS, Status, is_cancellable, message_status
-from herald.errors import Conflict, InvalidRequest, NotFound
+from herald.domain.statuses import SUCCESS, Status, is_cancellable, is_final, message_status
+from herald.errors import Conflict, InvalidRequest, NotFound, ValidationFailed
 from herald.schemas.messages import (
     CancelMessagesIn,
     id_list,
@@ -178,8 +178,12 @@ async def list_messages(
     offset: int = 0,
     with_count: bool = True,
     with_items: bool = True,
+    sort: tuple[str, bool] = ("createdAt", True),
 ) -> dict[str, Any]:
     """A page of messages, newest first, in TWIN's ``{count, items}`` shape plus a cursor.
+
+    ``sort``: a key of :data:`SORT_KEYS` and whether descending; the cursor pages the default
+    order only (another order pages by offset).
 
     TWIN's SDK reads a single message through this list (``?id=``), so each item is what
     the single view says of the message: the channel that speaks for it, and its history.
@@ -188,6 +192,13 @@ async def list_messages(
         raise InvalidRequest("'limit' must be between 1 and 1000.", code="invalid_limit")
     await read_snapshot(session)  # the count and the page agree
     query = _filtered(select(Message), project_id, f)
+    by_default = sort == ("createdAt", True)
+    if cursor and not by_default:
+        raise ValidationFailed(
+            "A cursor pages the default order (newest first): leave 'sort' out, or page "
+            "with 'offset' or 'page'.",
+            code="conflicting_parameters",
+        )
     if cursor:
         created, last_id = _decode_cursor(cursor)
         query = query.where(
@@ -198,11 +209,7 @@ async def list_messages(
         query = query.offset(offset)
     rows: Sequence[Message] = []
     if with_items:
-        rows = (
-            await session.scalars(
-                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
-            )
-        ).all()
+        rows = (await session.scalars(query.order_by(*_order(sort)).limit(limit + 1))).all()
     page = rows[:limit]
     count = len(page)
     if with_count:
@@ -215,8 +222,23 @@ async def list_messages(
     return {
         "count": count,
         "items": await _items(session, page),
-        "nextCursor": _encode_cursor(page[-1]) if len(rows) > limit else None,
+        "nextCursor": _encode_cursor(page[-1]) if len(rows) > limit and by_default else None,
     }
+
+
+# TWIN's sort keys for the message list, as columns.
+SORT_KEYS = {"createdAt": Message.created_at, "status": Message.status}
+
+
+def _order(sort: tuple[str, bool]) -> list[Any]:
+    key, descending = sort
+    column = SORT_KEYS[key]
+    # Newest first within a status; the id keeps equal times in one order from page to page.
+    return [
+        column.desc() if descending else column.asc(),
+        Message.created_at.desc(),
+        Message.id.desc(),
+    ]
 
 
 async def _items(session: AsyncSession, messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -269,10 +291,13 @@ async def _template_names(session: AsyncSession, messages: Sequence[Message]) ->
 async def cancel_messages(
     session: AsyncSession, project_id: str, request: CancelMessagesIn, *, now: datetime
 ) -> list[dict[str, Any]]:
-    """Cancel every addressed message not yet handed to a provider.
+    """Cancel every addressed message that is not final yet: one result per message found.
 
-    The status check is part of the UPDATE itself, so a worker claiming the message at the same
-    moment either wins (the message is sent, the cancel reports 409) or loses (it is never sent).
+    Every channel not yet handed to a provider is cancelled; one already with a provider
+    keeps its reports, and the message ends cancelled unless that channel is delivered. A
+    message already final is left as it is, its result carrying the error. The status check
+    is part of the locked read, so a worker claiming a channel at the same moment either
+    wins (it is sent, and counts as with a provider) or loses (it is never sent).
     """
     ids, bulk_ids = id_list(request.id), id_list(request.bulk_id)
     group_ids = id_list(request.group_id) + id_list(request.flow_id)
@@ -294,37 +319,34 @@ async def cancel_messages(
     family: dict[str, tuple[MessageRow, list[DeliveryRow]]] = {}
     for delivery, message in rows:
         family.setdefault(message.id, (message, []))[1].append(delivery)
-    missing = [i for i in ids if i not in family]
-    if missing:
-        raise NotFound(
-            f"No message with id {missing[0]}.", code="message_not_found", details={"ids": missing}
-        )
     results: list[dict[str, Any]] = []
-    cancelled_any = False
     changes = Changes(siblings={mid: ds for mid, (_, ds) in family.items() if len(ds) > 1})
     for message, deliveries in family.values():
         error = None
-        # Only a message none of whose channels has reached a provider can be cancelled.
-        if all(is_cancellable(Status(d.status)) for d in deliveries):
-            for delivery in deliveries:
-                apply_status(
-                    changes,
-                    message,
-                    delivery,
-                    Status.CANCELLED,
-                    source="api",
-                    at=now,
-                    detail="cancelled by the client",
-                )
-            cancelled_any = True
-        else:
+        if is_final(Status(message.status)):
             error = {
-                "message": f"Message {message.id} is already {message.status} and can no longer "
-                "be cancelled.",
+                "code": "not_cancellable",
+                "message": f"Message {message.id} is already {message.status} and can no "
+                "longer be cancelled.",
+                # TWIN's SDK reads an error as a PHP exception dump: every key present.
                 "file": "",
                 "line": 0,
                 "trace": [],
             }
+        else:
+            message.cancelled_at = message.cancelled_at or now
+            changes.touch(message)
+            for delivery in deliveries:
+                if is_cancellable(Status(delivery.status)):
+                    apply_status(
+                        changes,
+                        message,
+                        delivery,
+                        Status.CANCELLED,
+                        source="api",
+                        at=now,
+                        detail="cancelled by the client",
+                    )
         results.append(
             {
                 "id": message.id,
@@ -337,15 +359,24 @@ async def cancel_messages(
             }
         )
     await changes.write(session)
-    if ids and not cancelled_any:
-        statuses = sorted({r["status"] for r in results})
+    return results
+
+
+async def cancel_message(
+    session: AsyncSession, project_id: str, message_id: str, *, now: datetime
+) -> dict[str, Any]:
+    """Cancel one message (see ``cancel_messages``); 404 if unknown, 409 if already final."""
+    results = await cancel_messages(session, project_id, CancelMessagesIn(id=message_id), now=now)
+    if not results:
+        raise NotFound(f"No message with id {message_id}.", code="message_not_found")
+    [result] = results
+    if result["error"] is not None:
         raise Conflict(
-            f"The message{'s are' if len(results) > 1 else ' is'} already "
-            f"{' / '.join(statuses)} and can no longer be cancelled.",
+            f"The message is already {result['status']} and can no longer be cancelled.",
             code="not_cancellable",
             details={"results": results},
         )
-    return results
+    return result
 
 
 async def get_group(session: AsyncSession, project_id: str, group_id: str) -> dict[str, Any]:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.channels.sandbox import SANDBOX_FROM
+from herald.domain.signatures import WEBHOOK_SECRET_PREFIX
 from herald.domain.timezones import InvalidTimeZone, load_zone
-from herald.errors import Unauthorized, ValidationFailed
+from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
+from herald.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from herald.services.provider_aliases import checked_aliases
+from herald.services.url_checks import refuse_url
 from herald.services.vault import Vault
 from herald.store.projects import Project
 from herald.store.senders import Sender
@@ -34,6 +41,30 @@ class CreatedProject:
     webhook_secret: str
 
 
+def new_webhook_secret() -> str:
+    """``whsec_`` and 32 random bytes in standard, padded base64: what Standard Webhooks
+    libraries decode into their HMAC key."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def rotate_webhook_secret(session: AsyncSession, vault: Vault, name: str) -> str:
+    """Give the project named ``name`` a new webhook secret; the old one stops at once."""
+    found = list(await session.scalars(select(Project).where(Project.name == name.strip())))
+    if not found:
+        raise NotFound(
+            f"There is no project named {name!r}; 'herald projects list' shows them.",
+            code="project_not_found",
+        )
+    if len(found) > 1:
+        raise Conflict(
+            f"{len(found)} projects are named {name!r}; Herald cannot tell which one to change.",
+            code="ambiguous_project_name",
+        )
+    secret = new_webhook_secret()
+    found[0].webhook_secret_encrypted = vault.encrypt(secret)
+    return secret
+
+
 def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
@@ -46,7 +77,7 @@ async def create_project(session: AsyncSession, vault: Vault, name: str) -> Crea
             "A project name must be 1 to 200 characters long.", code="invalid_project_name"
         )
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
-    webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+    webhook_secret = new_webhook_secret()
     project = Project(
         name=name,
         api_key_hash=hash_key(api_key),
@@ -104,9 +135,17 @@ async def update_settings(
     *,
     default_timezone: str | Unset | None = UNSET,
     rate_limit: float | Unset | None = UNSET,
+    provider_aliases: dict[str, Any] | Unset | None = UNSET,
+    callback_url: str | Unset | None = UNSET,
+    urls: UrlPolicy = PUBLIC_ONLY,
 ) -> Project:
-    """Change the project's default time zone and/or its own sending-rate cap."""
+    """Change the project's default time zone, its own sending-rate cap, its provider aliases,
+    its default callbackUrl (``urls``: where the installation lets one point)."""
     project = await get_project(session, project_id)
+    if not isinstance(callback_url, Unset):
+        if callback_url is not None:
+            check_callback_url(callback_url, urls)
+        project.callback_url = callback_url
     if not isinstance(default_timezone, Unset):
         if default_timezone is not None:
             try:
@@ -122,4 +161,18 @@ async def update_settings(
                 code="invalid_rate_limit",
             )
         project.rate_limit = rate_limit
+    if not isinstance(provider_aliases, Unset):
+        aliases = checked_aliases(provider_aliases) if provider_aliases is not None else {}
+        project.provider_aliases = aliases or None
     return project
+
+
+def check_callback_url(url: str, urls: UrlPolicy) -> None:
+    """Refuse a callbackUrl Herald could not or must not POST to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(
+            "'callbackUrl' must be an absolute http(s) URL (null removes the default).",
+            code="invalid_callback_url",
+        )
+    refuse_url(urls, url, "callbackUrl")

@@ -18,6 +18,8 @@ import asyncio
 import json
 import os
 import pickle
+import resource
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -29,10 +31,27 @@ from herald.domain import spreadsheets as sheets
 from herald.services.task_rows import ImportRow, check_row
 
 _LENGTH = struct.Struct("!I")
+# calamine holds a workbook's first sheet whole, sized by its cells' range: a tiny ODS or XLSX
+# can ask for gigabytes (repeated rows, one far-away cell). The reader may use this much
+# address space and no more; past it the reader dies and the import fails, Herald stays up.
+READER_MEMORY_LIMIT = 2 << 30
 
 
 class ReaderFailed(Exception):
     """The reader process ended without finishing the file (killed, or a bug in it)."""
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+    @property
+    def stopped(self) -> bool:
+        """Killed from outside (Ctrl-C, a shutdown, the OOM killer), not ended by the file."""
+        return self.returncode is not None and -self.returncode in (
+            signal.SIGINT,
+            signal.SIGTERM,
+            signal.SIGKILL,
+        )
 
 
 def _phone_checks(rows: list[ImportRow]) -> dict[tuple[str, str | None], phones.PhoneCheck]:
@@ -45,6 +64,7 @@ def _phone_checks(rows: list[ImportRow]) -> dict[tuple[str, str | None], phones.
 
 
 def _read(args: dict[str, Any]) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (READER_MEMORY_LIMIT, READER_MEMORY_LIMIT))
     out = sys.stdout.buffer
 
     def send(*frame: Any) -> None:
@@ -59,11 +79,12 @@ def _read(args: dict[str, Any]) -> None:
     try:
         header, stream = sheets.read_rows(Path(args["path"]), args["format"])
         send("header", header)
+        names = sheets.variable_names(header, args["variables"])
         batch: list[ImportRow] = []
         for row in stream:
             if row.number <= skip_through:
                 continue
-            batch.append(check_row(row.cells, row.number, region, columns))
+            batch.append(check_row(row.cells, row.number, region, columns, names))
             if len(batch) >= batch_size:
                 send("rows", batch, _phone_checks(batch))
                 batch = []
@@ -95,10 +116,12 @@ class SheetReader:
         region: str | None,
         columns: Sequence[str],
         batch_size: int,
+        variables: Sequence[str] = (),
     ) -> tuple[list[str], SheetReader]:
         """Start reading ``path``: its header, and the reader for the rows after it.
 
         Rows numbered ``skip_through`` or less (stored by an earlier run) are skipped.
+        ``variables`` are the template's, which columns fill whatever their letter case.
         """
         args = {
             "path": str(path),
@@ -106,6 +129,7 @@ class SheetReader:
             "skipThrough": skip_through,
             "region": region,
             "columns": list(columns),
+            "variables": list(variables),
             "batchSize": batch_size,
         }
         process = await asyncio.create_subprocess_exec(
@@ -158,7 +182,8 @@ class SheetReader:
             code = await self._process.wait()
             raise ReaderFailed(
                 f"the file reader (pid {self._process.pid}) exited with code {code} before "
-                "the end of the file; its error, if any, is in Herald's log"
+                "the end of the file; its error, if any, is in Herald's log",
+                code,
             ) from None
         return frame
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
-from herald.errors import InvalidRequest, ValidationFailed
+from herald.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
 from herald.services.message_plans import SUPPORTED_CHANNELS
 from herald.services.tasks import destination_columns, find_task, task_channels
 from herald.services.templates import load_template, variables_in
@@ -47,12 +47,14 @@ def joined_csv(parts: Sequence[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
             fmt = sheets.file_format(name, first)
         except sheets.SpreadsheetProblem as e:
             joined.close()
-            raise ValidationFailed(f"{name!r}: {e.message}", code=e.code) from e
+            raise UnsupportedMediaType(
+                e.message, code=e.code, details={"accepted": list(sheets.FORMATS)}
+            ) from e
         if fmt != "csv":
             joined.close()
             raise ValidationFailed(
                 f"{name!r} is not CSV; several files are joined into one send only when all "
-                "are CSV with the same header. Send an XLSX file on its own.",
+                "are CSV with the same header. Send a workbook on its own.",
                 code="files_not_joinable",
             )
         line = first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
@@ -255,13 +257,9 @@ class _TableWriter:
     def __init__(self, path: Path, fmt: str, header: Sequence[str]) -> None:
         self._path, self._fmt = path, fmt
         self._csv: Any = None
-        self._book: Any = None
+        self._book: sheets.XlsxWriter | None = None
         if fmt == "xlsx":
-            from openpyxl import Workbook
-
-            self._book = Workbook(write_only=True)
-            self._sheet = self._book.create_sheet()
-            self._sheet.append(list(header))
+            self._book = sheets.XlsxWriter(header)
         else:
             self._file = path.open("w", encoding="utf-8-sig", newline="")
             self._csv = csv.writer(self._file)
@@ -269,11 +267,10 @@ class _TableWriter:
 
     def write(self, rows: list[list[Any]]) -> None:
         for row in rows:
-            cells = [sheets.escape_formula(v) for v in row]
             if self._book is not None:
-                self._sheet.append(cells)
+                self._book.append(row)
             else:
-                self._csv.writerow(cells)
+                self._csv.writerow([sheets.escape_formula(v) for v in row])
 
     def close(self) -> None:
         if self._book is not None:
@@ -287,6 +284,8 @@ class _TableWriter:
 
 
 async def result_format(session: AsyncSession, project_id: str, task_id: str) -> str:
-    """The format results come in by default: the format of the uploaded file."""
+    """The format results come in by default: the uploaded file's, or XLSX for a workbook
+    Herald reads but does not write (XLS, ODS)."""
     task = await find_task(session, project_id, task_id)
-    return task.file_format or "csv"
+    fmt = task.file_format or "csv"
+    return fmt if fmt in sheets.OUTPUT_FORMATS else "xlsx"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from herald.domain import spreadsheets as sheets
 from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.sheet_reader import SheetReader
+from herald.services.sheet_reader import ReaderFailed, SheetReader
 from herald.services.task_rows import ImportRow, claim, destination_of
 from herald.services.tasks import (
     DEST_PATH,
@@ -35,8 +35,9 @@ from herald.services.tasks import (
     task_channels,
     task_file,
 )
+from herald.services.templates import variables_in
 from herald.store.db import is_postgres
-from herald.store.tasks import Task, TaskRow
+from herald.store.tasks import Task, TaskRow, settle_tasks
 
 log = logging.getLogger("herald.tasks")
 
@@ -53,6 +54,27 @@ class TaskFailed(Exception):
 
 class _Stopped(Exception):
     """The task was cancelled, deleted or taken over by another importer."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Needs:
+    """What the task's channels need from the file's columns."""
+
+    destinations: list[str]
+    # Every variable the content uses: a column fills one whatever its letter case.
+    variables: list[str]
+    # Variables with no default in the template and none in the task's settings: a file
+    # without their column could only have every row rejected.
+    required: list[str]
+
+    @classmethod
+    def of(cls, channels: dict[str, dict[str, Any]], settings: dict[str, Any]) -> _Needs:
+        given = settings.get("variables") or {}
+        return cls(
+            destination_columns(channels),
+            variables_in(channels),
+            [v for v in variables_in(channels, required=True) if v not in given],
+        )
 
 
 def _column_of(code: str, message: str, path: str) -> str | None:
@@ -126,27 +148,32 @@ async def _create(
 
 
 async def _open(
-    path: Path, fmt: str, skip_through: int, columns: Sequence[str], region: str | None
+    path: Path, fmt: str, skip_through: int, needs: _Needs, region: str | None
 ) -> tuple[list[str], SheetReader]:
     header, reader = await SheetReader.open(
         path,
         fmt,
         skip_through=skip_through,
         region=region,
-        columns=columns,
+        columns=needs.destinations,
+        variables=needs.variables,
         batch_size=BATCH_SIZE,
     )
-    missing = [c for c in columns if c not in header]
-    if missing:
-        await reader.aclose()
-        names = " and ".join(f"'{c}'" for c in missing)
-        raise TaskFailed(
-            f"The file has no {names} column{'s' if len(missing) > 1 else ''}, which the "
-            "task's channels need; download the task's sample file to see the columns it "
-            "needs.",
-            "missing_column",
-            {"columns": header, "missing": missing},
-        )
+    for missing, who in (
+        ([c for c in needs.destinations if c not in header], "the task's channels need"),
+        (sheets.missing_columns(header, needs.required), "the template needs"),
+    ):
+        if missing:
+            await reader.aclose()
+            names = " and ".join(f"'{c}'" for c in missing)
+            raise TaskFailed(
+                f"The file has no {names} column{'s' if len(missing) > 1 else ''}, which "
+                f"{who}; nothing was read. Add "
+                f"{'it' if len(missing) == 1 else 'them'} (letter case does not matter) or "
+                "download the task's sample file to see the columns it needs.",
+                "missing_column",
+                {"columns": header, "missing": missing},
+            )
     return header, reader
 
 
@@ -187,10 +214,10 @@ async def _store_rows(session: AsyncSession, task: Task, rows: list[ImportRow]) 
 
 
 async def _validate_all(
-    herald: Herald, task: Task, path: Path, policy: CreationPolicy, columns: list[str]
+    herald: Herald, task: Task, path: Path, policy: CreationPolicy, needs: _Needs
 ) -> bool:
     """``reject_all``: a pass over the whole file storing nothing; rejected rows if any."""
-    header, reader = await _open(path, task.file_format or "csv", 0, columns, task.default_region)
+    header, reader = await _open(path, task.file_format or "csv", 0, needs, task.default_region)
     seen: set[str] = set()
     rejected: list[ImportRow] = []
     read = 0
@@ -251,7 +278,7 @@ async def run_import(herald: Herald, task_id: str) -> None:
             for key in (d or "").split()
         }
         try:
-            columns = destination_columns(await task_channels(session, task))
+            needs = _Needs.of(await task_channels(session, task), task.settings)
         except NotFound as e:
             gone: NotFound | None = e
         else:
@@ -268,10 +295,10 @@ async def run_import(herald: Herald, task_id: str) -> None:
         if (
             task.policy == "reject_all"
             and last == 0
-            and not await _validate_all(herald, task, path, policy, columns)
+            and not await _validate_all(herald, task, path, policy, needs)
         ):
             return
-        header, reader = await _open(path, task.file_format or "csv", last, columns, region)
+        header, reader = await _open(path, task.file_format or "csv", last, needs, region)
         try:
             async with herald.sessions() as session, session.begin():
                 await session.execute(update(Task).where(Task.id == task_id).values(columns=header))
@@ -304,10 +331,24 @@ async def run_import(herald: Herald, task_id: str) -> None:
             locked.imported_at = locked.updated_at = now
             if locked.status == "importing":
                 locked.status = "ready"
+            # Its messages may all have ended while the last rows were being read.
+            await settle_tasks(session, [(locked.project_id, task_id)])
     except TaskFailed as e:
         await _fail(herald, task_id, e.message, e.code)
     except sheets.SpreadsheetProblem as e:
         await _fail(herald, task_id, e.message, e.code)
+    except ReaderFailed as e:
+        if e.stopped:
+            raise  # the import resumes on the next start
+        # A reader that died of this file would die again on every retry.
+        log.error("task %s: %s", task_id, e)
+        await _fail(
+            herald,
+            task_id,
+            "The file could not be read to its end (it asks for more memory than Herald "
+            "allows a file reader, or is broken); save it again as CSV or XLSX.",
+            "unreadable_file",
+        )
     except (_Stopped, IntegrityError):
         return
 

@@ -7,7 +7,7 @@ across rows are the importer's business: they need every row seen before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -82,16 +82,25 @@ def _address(column: str, raw: str, region: str | None) -> str:
 
 
 def check_row(
-    cells: dict[str, str], number: int, region: str | None, columns: Sequence[str]
+    cells: dict[str, str],
+    number: int,
+    region: str | None,
+    columns: Sequence[str],
+    renamed: Mapping[str, str] | None = None,
 ) -> ImportRow:
     """A row checked on its own: its variables, and its addresses read or why not.
 
     ``columns`` are the destination columns of the task's channels; a row needs at least
     one of them, as a message's destination needs an address for one of its channels.
+    ``renamed`` gives the variable a column fills when it is not named exactly like it
+    (:func:`herald.domain.spreadsheets.variable_names`).
     """
     row = ImportRow(number, cells)
+    renamed = renamed or {}
     row.variables = {
-        k: v for k, v in cells.items() if k not in sheets.DESTINATION_COLUMNS and v != ""
+        renamed.get(k, k): v
+        for k, v in cells.items()
+        if k not in sheets.DESTINATION_COLUMNS and v != ""
     }
     for column in columns:
         raw = cells.get(column, "").strip()

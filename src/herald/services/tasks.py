@@ -33,7 +33,7 @@ from herald.bootstrap import Herald
 from herald.config import Settings
 from herald.domain import spreadsheets as sheets
 from herald.domain.statuses import FINAL, Status
-from herald.errors import Conflict, NotFound, ValidationFailed
+from herald.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed
 from herald.schemas.messages import (
     CancelMessagesIn,
     CreateMessagesIn,
@@ -49,7 +49,7 @@ from herald.services.templates import load_template
 from herald.store.base import UTCDateTime, new_id
 from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Delivery, Message
-from herald.store.tasks import Task, TaskRow
+from herald.store.tasks import Task, TaskRow, settle_tasks
 
 TaskStatus = Literal[
     "draft", "importing", "ready", "running", "paused", "cancelled", "done", "failed"
@@ -382,7 +382,9 @@ async def attach_file(
         fmt = sheets.file_format(file_name, head)
     except sheets.SpreadsheetProblem as e:
         staging.unlink(missing_ok=True)
-        raise ValidationFailed(e.message, code=e.code) from e
+        raise UnsupportedMediaType(
+            e.message, code=e.code, details={"accepted": list(sheets.FORMATS)}
+        ) from e
     target = task_dir(herald.settings, task_id) / f"upload.{fmt}"
     staging.replace(target)
     now = herald.clock.now()
@@ -459,18 +461,24 @@ async def start_task(
     task.status = "running"
     task.started_at = task.updated_at = now
     await _release(session, project_id, task_id, now)
+    await settle_tasks(session, [(project_id, task_id)])  # nothing left to send: done now
 
 
 async def pause_task(
     session: AsyncSession, project_id: str, task_id: str, *, now: datetime
 ) -> None:
-    """Hold every message of the task not yet handed to a provider."""
+    """Hold every message of the task not yet handed to a provider.
+
+    A task without a file (TWIN's SDK creates one with only a name and sends messages with
+    its ``taskId``) can be paused too: its messages wait until it is resumed.
+    """
     task = await find_task(session, project_id, task_id, lock=True)
     if task.status == "paused":
         return
-    if task.status != "running":
+    if task.status != "running" and not (task.status == "draft" and task.file_format is None):
         raise Conflict(
-            f"The task is {task.status}; only a running task can be paused.",
+            f"The task is {task.status}; only a running task, or one without a file yet, "
+            "can be paused.",
             code="task_not_running",
         )
     task.status = "paused"
@@ -489,9 +497,11 @@ async def resume_task(
             f"The task is {task.status}; only a paused task can be resumed.",
             code="task_not_paused",
         )
-    task.status = "running"
+    # A task paused before it had a file goes back to taking one.
+    task.status = "running" if task.started_at else "draft"
     task.updated_at = now
     await _release(session, project_id, task_id, now)
+    await settle_tasks(session, [(project_id, task_id)])
 
 
 async def cancel_task(
@@ -507,7 +517,7 @@ async def cancel_task(
         .values(status="cancelled", updated_at=now, finished_at=now)
     )
     results = await cancel_messages(session, project_id, CancelMessagesIn(task_id=task_id), now=now)
-    return sum(1 for r in results if r["error"] is None)
+    return sum(1 for r in results if r["error"] is None and r["status"] == Status.CANCELLED)
 
 
 async def delete_task(
@@ -585,23 +595,12 @@ def task_item(task: Task, counts: dict[str, int]) -> dict[str, Any]:
     return item
 
 
-def _settle(task: Task, counts: dict[str, int], now: datetime) -> bool:
-    """A running, fully imported task whose messages are all final is done."""
-    if task.status != "running" or task.imported_at is None:
-        return False
-    if any(Status(s) not in PROCESSED for s in counts):
-        return False
-    task.status = "done"
-    task.finished_at = task.updated_at = now
-    return True
-
-
 async def get_task(
     session: AsyncSession, project_id: str, task_id: str, *, now: datetime
 ) -> dict[str, Any]:
-    task = await find_task(session, project_id, task_id, lock=True)
+    """One task as stored (its status is kept up to date by whatever ends its messages)."""
+    task = await find_task(session, project_id, task_id)
     counts = (await _message_counts(session, project_id, [task_id])).get(task_id, {})
-    _settle(task, counts, now)
     return task_item(task, counts)
 
 

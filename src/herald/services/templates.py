@@ -354,9 +354,11 @@ async def _version(session: AsyncSession, template: Template, version: int) -> T
     return row
 
 
-def variables_in(channels: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Every variable any content field of ``channels`` uses, sorted."""
+def variables_in(channels: Mapping[str, Mapping[str, Any]], *, required: bool = False) -> list[str]:
+    """Every variable any content field of ``channels`` uses, sorted; with ``required``, only
+    those rendering cannot go without."""
     names: set[str] = set()
+    read = tpl.required_variables_of if required else tpl.variables_of
     for key, content in channels.items():
         for name in tpl.CHANNEL_FIELDS.get(key, ()):
             value = content.get(name)
@@ -364,7 +366,7 @@ def variables_in(channels: Mapping[str, Mapping[str, Any]]) -> list[str]:
             for source in sources:
                 if isinstance(source, str) and tpl.has_markup(source):
                     try:
-                        names |= tpl.variables_of(source, html=name in tpl.HTML_FIELDS)
+                        names |= read(source, html=name in tpl.HTML_FIELDS)
                     except tpl.TemplateProblem:
                         continue  # stored before a rule tightened; rendering will say why
     return sorted(names)

@@ -16,14 +16,22 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from herald.domain.statuses import FAILURES, FINAL, SUCCESS, Status, can_move, message_status
+from herald.domain.statuses import (
+    FAILURES,
+    FINAL,
+    SUCCESS,
+    Status,
+    can_move,
+    is_final,
+    message_status,
+)
 from herald.services.suppressions import record_suppression
 from herald.services.views import callback_payload
 from herald.store.base import new_id
 from herald.store.bulk import insert_many, update_many
-from herald.store.callbacks import ClientCallback
+from herald.store.callbacks import ClientCallback, last_callbacks
 from herald.store.messages import StatusEvent
 from herald.store.rows import (
     ATTEMPTS,
@@ -34,10 +42,13 @@ from herald.store.rows import (
     DeliveryRow,
     MessageRow,
     column_names,
+    load_group_waiting,
+    load_siblings,
     mark_written,
     take_changes,
     values_of,
 )
+from herald.store.tasks import settle_tasks
 
 _EVENTS = cast(Table, StatusEvent.__table__)
 _CALLBACKS = cast(Table, ClientCallback.__table__)
@@ -68,6 +79,13 @@ class Changes:
     siblings: dict[str, list[DeliveryRow]] = field(default_factory=dict)
     # Destinations a provider said opted out: (delivery, suppression source, when).
     suppressions: list[tuple[DeliveryRow, str, datetime]] = field(default_factory=list)
+    # Client-given groups (one person's devices) a member was just delivered in:
+    # (project, group) -> (the delivered delivery, when).
+    delivered_groups: dict[tuple[str, str], tuple[DeliveryRow, datetime]] = field(
+        default_factory=dict
+    )
+    # (project, task) of messages that just became final: the task may be done.
+    tasks_reached_end: set[tuple[str, str]] = field(default_factory=set)
 
     def touch(self, obj: AnyRow) -> None:
         """Mark a row as changed."""
@@ -128,7 +146,9 @@ class Changes:
             for params in by_columns.values():
                 await update_many(connection, table, params)
         await insert_many(connection, _EVENTS, self.events)
-        await insert_many(connection, _CALLBACKS, self.callbacks)
+        if self.callbacks:
+            await _number_callbacks(connection, self.callbacks)
+            await insert_many(connection, _CALLBACKS, self.callbacks)
         # Rare (an opt-out), so one at a time: each must survive a concurrent duplicate.
         for delivery, source, at in self.suppressions:
             await record_suppression(
@@ -140,6 +160,28 @@ class Changes:
                 source,
                 at=at,
             )
+        if self.delivered_groups:
+            await _skip_in_groups(session, self.delivered_groups)
+        if self.tasks_reached_end:
+            await settle_tasks(session, self.tasks_reached_end)
+
+
+async def _number_callbacks(connection: AsyncConnection, callbacks: list[dict[str, Any]]) -> None:
+    """Give each callback its message's next sequence number, and freeze its body.
+
+    Read after the messages were updated: a concurrent change to the same message waits on
+    that row, so it sees these callbacks once it may go on, and numbers after them. Each
+    ``previousStatus`` is the status of the callback before it, whoever wrote that one.
+    """
+    last = await last_callbacks(connection, list({cb["message_id"] for cb in callbacks}))
+    for cb in callbacks:
+        sequence, previous = last.get(cb["message_id"], (0, None))
+        payload = cb["body"]
+        payload["sequence"] = cb["sequence"] = sequence + 1
+        if previous is not None:
+            payload["previousStatus"] = previous
+        cb["body"] = json.dumps(payload, separators=(",", ":"))
+        last[cb["message_id"]] = (sequence + 1, cb["status"])
 
 
 def apply_status(
@@ -176,6 +218,9 @@ def apply_status(
     if new in FAILURES and not delivery.required:
         _move_on(changes, message, delivery, siblings, at)
     elif new in SUCCESS:
+        if message.group_given:
+            group = (message.project_id, message.group_id)
+            changes.delivered_groups.setdefault(group, (delivery, at))
         for other in siblings:
             if other.status == Status.PENDING:
                 _set_delivery(
@@ -269,7 +314,9 @@ def _set_message(
     at: datetime,
     error: ErrorInfo | None,
 ) -> None:
-    status = message_status([(Status(d.status), d.step) for d in siblings])
+    status = message_status(
+        [(Status(d.status), d.step) for d in siblings], cancelled=message.cancelled_at is not None
+    )
     if error is not None:
         message.error_code, message.error_message = error.code, error.message
     if status in SUCCESS:
@@ -285,20 +332,46 @@ def _set_message(
     previous = message.status
     message.status = status
     message.status_at = at
+    if message.task_id and is_final(status):
+        changes.tasks_reached_end.add((message.project_id, message.task_id))
     if message.callback_url:
-        body = json.dumps(
-            callback_payload(message, delivery, previous=previous, at=at), separators=(",", ":")
-        )
         changes.callbacks.append(
             {
                 "id": new_id(),
                 "project_id": message.project_id,
                 "message_id": message.id,
                 "url": message.callback_url,
-                "body": body,
+                "status": status.value,
+                "body": callback_payload(message, delivery, previous=previous, at=at),
                 "state": "pending",
                 "attempts": 0,
                 "next_attempt_at": at,
                 "created_at": at,
             }
         )
+
+
+async def _skip_in_groups(
+    session: AsyncSession, groups: dict[tuple[str, str], tuple[DeliveryRow, datetime]]
+) -> None:
+    """Skip the channels of a person's other devices not yet handed to a provider.
+
+    The person has the news on one device (issue 18): an e-mail after their phone already
+    showed the SMS is noise. Channels already with a provider keep their reports.
+    """
+    changes = Changes()
+    for (project_id, group_id), (delivered, at) in groups.items():
+        waiting = await load_group_waiting(session, project_id, group_id, delivered.message_id)
+        changes.siblings.update(await load_siblings(session, waiting))
+        for delivery, message in waiting:
+            apply_status(
+                changes,
+                message,
+                delivery,
+                Status.SKIPPED,
+                source="group",
+                at=at,
+                detail=f"delivered_in_group: delivered on {delivered.channel} "
+                f"to message {delivered.message_id}",
+            )
+    await changes.write(session)

@@ -170,17 +170,24 @@ def delivery_item(d: Delivery, provider: str, attempts: Sequence[Attempt]) -> di
 def callback_payload(
     message: MessageRow, delivery: DeliveryRow, *, previous: str, at: datetime
 ) -> dict[str, Any]:
-    """The JSON a client's callbackUrl receives when its message changes status."""
+    """The JSON a client's callbackUrl receives when its message changes status.
+
+    ``status`` is the message's, as GET /api/v1/messages/{id} shows it: a channel that
+    failed while the cascade goes on is told in ``channel``/``channelStatus``/``error``
+    only. ``sequence`` is set when the callback is stored (see services.tracking).
+    """
     return {
         "event": "message.status",
         "id": message.id,
+        "sequence": None,
         "bulkId": message.bulk_id,
         "groupId": message.group_id,
         "taskId": message.task_id,
-        "channel": delivery.channel,
-        "status": delivery.status,
-        "statusCode": STATUS_CODES[delivery.status],
+        "status": message.status,
+        "statusCode": STATUS_CODES[message.status],
         "previousStatus": previous,
+        "channel": delivery.channel,
+        "channelStatus": delivery.status,
         "at": iso(at),
         "destination": message.destination,
         "error": _error(delivery),

@@ -80,21 +80,25 @@ def _checked_visitor(visitor_id: str) -> str:
 
 
 async def visitor_credentials(
-    session: AsyncSession, vault: Vault, bot: Bot, visitor_id: str | None
+    session: AsyncSession, vault: Vault, bot: Bot, visitor_id: str | None, *, expires: datetime
 ) -> dict[str, str]:
-    """A visitor id (a new anonymous one if none is given) and the token the widget needs."""
+    """A visitor id (a new anonymous one if none is given) and the token the widget needs,
+    valid until ``expires``."""
     visitor = _checked_visitor(visitor_id) if visitor_id else "v-" + secrets.token_urlsafe(12)
     secret = await _secret(session, vault, bot)
     return {
         "botId": bot.id,
         "visitorId": visitor,
-        "token": rules.visitor_token(secret, bot.id, visitor),
+        "token": rules.visitor_token(secret, bot.id, visitor, int(expires.timestamp())),
     }
 
 
-async def anonymous_visitor(session: AsyncSession, vault: Vault, bot_id: str) -> dict[str, str]:
+async def anonymous_visitor(
+    session: AsyncSession, vault: Vault, bot_id: str, *, expires: datetime
+) -> dict[str, str]:
     """A new anonymous visitor of a bot's web chat (the widget asks for one on first load)."""
-    return await visitor_credentials(session, vault, await _bot(session, bot_id), None)
+    bot = await _bot(session, bot_id)
+    return await visitor_credentials(session, vault, bot, None, expires=expires)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +110,28 @@ class Visitor:
 
 
 async def check_visitor(
-    session: AsyncSession, vault: Vault, bot_id: str, visitor_id: str, token: str
+    session: AsyncSession,
+    vault: Vault,
+    bot_id: str,
+    visitor_id: str,
+    token: str,
+    *,
+    now: datetime,
 ) -> Visitor:
     """The visitor, once the token is checked. Their conversation is only made when someone
     writes in it, so page views alone leave nothing behind."""
     bot = await _bot(session, bot_id)
     secret = await _secret(session, vault, bot)
-    if not rules.valid_visitor_id(visitor_id) or not rules.token_matches(
-        secret, bot.id, visitor_id, token
-    ):
+    check = rules.TokenCheck.INVALID
+    if rules.valid_visitor_id(visitor_id):
+        check = rules.check_token(secret, bot.id, visitor_id, token, int(now.timestamp()))
+    if check is rules.TokenCheck.EXPIRED:
+        raise Forbidden(
+            "The visitor token has expired; get a new one from "
+            "POST /api/v1/bots/{id}/webchat/visitors.",
+            code="token_expired",
+        )
+    if check is not rules.TokenCheck.VALID:
         raise Forbidden("The visitor token does not match this visitor.", code="invalid_token")
     return Visitor(bot.id, visitor_id)
 

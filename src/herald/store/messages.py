@@ -25,7 +25,8 @@ class Message(Base):
         Index(None, "project_id", "status", "created_at", "id"),
         Index(None, "project_id", "phone"),
         Index(None, "project_id", "group_id"),
-        Index(None, "project_id", "task_id"),
+        # With status: whether a task has a message still in progress is a few index probes.
+        Index(None, "project_id", "task_id", "status"),
         Index(None, "project_id", "bulk_id"),
     )
 
@@ -33,6 +34,9 @@ class Message(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     bulk_id: Mapped[str] = mapped_column(String(36))
     group_id: Mapped[str] = mapped_column(String(100))
+    # Whether the client gave groupId (one person's devices) rather than Herald making one up
+    # for the destinations of one message, who may be different people.
+    group_given: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     task_id: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(32))
     destination: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -56,6 +60,9 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the client cancelled it: channels not yet with a provider are cancelled then, and
+    # one already with a provider may still be delivered; anything else ends it cancelled.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Delivery(Base):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Float, String
+from sqlalchemy import JSON, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
@@ -24,4 +25,9 @@ class Project(Base):
     # The project's own cap on its sending rate (messages/s), paced like a sender's.
     rate_limit: Mapped[float | None] = mapped_column(Float)
     rate_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where a message's status callbacks go when it names no callbackUrl of its own.
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+    # TWIN clients name providers Herald has no adapter for ("INFOBIP"): each such name
+    # (upper case) maps to the Herald provider that stands in for it.
+    provider_aliases: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -19,7 +19,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -40,6 +40,7 @@ class MessageRow:
     project_id: str
     bulk_id: str
     group_id: str
+    group_given: bool
     task_id: str | None
     phone: str | None
     destination: dict[str, Any]
@@ -61,6 +62,7 @@ class MessageRow:
     created_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
+    cancelled_at: datetime | None
     # The column values as read; empty for a row not yet in the database.
     read_as: tuple[Any, ...] = field(default=(), init=False, repr=False)
 
@@ -280,3 +282,41 @@ async def load_siblings(
     ):
         siblings.setdefault(delivery.message_id, []).append(known.get(delivery.id, delivery))
     return siblings
+
+
+async def load_group_waiting(
+    session: AsyncSession, project_id: str, group_id: str, delivered_message_id: str
+) -> list[tuple[DeliveryRow, MessageRow]]:
+    """The fallback channels of a client-given group's other messages not yet handed to a
+    provider: pending ones, and queued or scheduled ones after their message's first channel.
+
+    On PostgreSQL they are locked, skipping rows another writer holds: waiting for them could
+    deadlock with a report for that other message, which locks its own group in turn.
+    """
+    query = (
+        select(DELIVERIES.c.id)
+        .join(MESSAGES, MESSAGES.c.id == DELIVERIES.c.message_id)
+        .where(
+            MESSAGES.c.project_id == project_id,
+            MESSAGES.c.group_id == group_id,
+            MESSAGES.c.group_given.is_(True),
+            MESSAGES.c.id != delivered_message_id,
+            DELIVERIES.c.status.in_(("pending", "queued", "scheduled")),
+            DELIVERIES.c.required.is_(False),
+        )
+        .order_by(MESSAGES.c.id, DELIVERIES.c.id)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True, of=(DELIVERIES, MESSAGES))
+    ids = list(await session.scalars(query))
+    if not ids:
+        return []
+    rows = list((await load_deliveries(session, ids)).values())
+    first_step: dict[str, int] = {}
+    for message_id, step in await session.execute(
+        select(DELIVERIES.c.message_id, func.min(DELIVERIES.c.step))
+        .where(DELIVERIES.c.message_id.in_({m.id for _, m in rows}))
+        .group_by(DELIVERIES.c.message_id)
+    ):
+        first_step[message_id] = step
+    return [(d, m) for d, m in rows if d.status == "pending" or d.step > first_step[m.id]]

@@ -84,7 +84,9 @@ class ReplyIn(WireModel):
 
 
 class SuppressionIn(WireModel):
-    channel: str = "sms"
+    # A channel's name (sms, whatsapp...), stored lowercased in a 20-character column that
+    # PostgreSQL, unlike SQLite, holds to its width.
+    channel: str = Field(default="sms", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
     from_: str = Field(alias="from", min_length=1, max_length=200)
     to: str = Field(min_length=1, max_length=200)
 

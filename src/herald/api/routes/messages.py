@@ -13,13 +13,34 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import ListFilter, Offset, Page, first_row, list_filter, query_time, twin_list
+from herald.api.query import (
+    Fields,
+    ListFilter,
+    Offset,
+    Page,
+    Sort,
+    TwinTimezone,
+    first_row,
+    list_filter,
+    list_sort,
+    list_zone,
+    only_fields,
+    query_time,
+    twin_list,
+)
 from herald.api.responses import API, JSON_BODY, body, errors, json_response
 from herald.bootstrap import Herald
 from herald.errors import Conflict, ValidationFailed
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
-from herald.schemas.out.messages import BatchResult, GroupOut, MessageDetail, MessageList
-from herald.services import accepting
+from herald.schemas.out.callbacks import CallbackList
+from herald.schemas.out.messages import (
+    BatchResult,
+    GroupOut,
+    MessageDetail,
+    MessageItem,
+    MessageList,
+)
+from herald.services import accepting, client_callbacks, projects
 from herald.services import messages as service
 from herald.store.db import read_snapshot
 from herald.store.idempotency import IdempotentRequest
@@ -194,9 +215,18 @@ async def list_messages(
     cursor: str | None = None,
     without_count: Annotated[bool, Query(alias="withoutCount")] = False,
     without_items: Annotated[bool, Query(alias="withoutItems")] = False,
+    sort: Sort = None,
+    fields: Fields = None,
+    timezone: TwinTimezone = None,
 ) -> Response:
-    """Newest first, each with its status history. Filters take a comma-separated list,
-    repeated parameters or PHP's ``name[0]=…``; ``flowId`` is the same as ``groupId``."""
+    """Newest first unless ``sort`` says otherwise, each with its status history. Filters
+    take a comma-separated list, repeated parameters or PHP's ``name[0]=…``; ``flowId`` is the
+    same as ``groupId``. ``from``/``to`` without an offset are read in ``timezone`` (hours),
+    else in the project's zone; ``fields`` keeps only those keys of each item."""
+    order = list_sort(sort, service.SORT_KEYS)
+    async with herald.sessions() as session:
+        found = await projects.get_project(session, project)
+    zone = list_zone(timezone, found.default_timezone or herald.settings.default_timezone)
     f = service.MessageFilter(
         ids=twin_list(request, "id"),
         statuses=twin_list(request, "status"),
@@ -205,8 +235,8 @@ async def list_messages(
         task_ids=twin_list(request, "taskId"),
         bulk_ids=twin_list(request, "bulkId"),
         channel=channel,
-        created_from=query_time(from_, "from"),
-        created_to=query_time(to, "to"),
+        created_from=query_time(from_, "from", zone),
+        created_to=query_time(to, "to", zone),
     )
     async with herald.sessions() as session:
         listed = await service.list_messages(
@@ -218,8 +248,12 @@ async def list_messages(
             offset=first_row(offset, page, limit),
             with_count=not without_count,
             with_items=not without_items,
+            sort=order,
         )
-    return json_response(listed)
+    return json_response(only_fields(listed, twin_list(request, "fields"), _ITEM_KEYS))
+
+
+_ITEM_KEYS = frozenset(field.alias or name for name, field in MessageItem.model_fields.items())
 
 
 def _plus_restored(phone: str | None) -> str | None:
@@ -240,31 +274,42 @@ async def get_message(message_id: str, herald: HeraldDep, project: ProjectId) ->
         return json_response(await service.get_message(session, project, message_id))
 
 
+@router.get(
+    "/{message_id}/callbacks",
+    summary="The status callbacks sent for a message, with every delivery attempt",
+    response_model=CallbackList,
+    responses=errors(API, 404),
+)
+async def list_callbacks(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    async with herald.sessions() as session:
+        return await client_callbacks.callback_log(session, project, message_id)
+
+
 @router.delete(
     "",
-    summary="Cancel messages not yet sent (TWIN cancel)",
+    summary="Cancel messages not yet final (TWIN cancel)",
     response_model=list[BatchResult],
-    responses=errors(API, JSON_BODY, 404, 409),
+    responses=errors(API, JSON_BODY),
 )
 async def cancel_messages(
     payload: CancelMessagesIn, herald: HeraldDep, project: ProjectId
 ) -> list[dict[str, Any]]:
+    """TWIN's bare array, one element per message found; one already final carries an
+    ``error`` instead of failing the whole request."""
     async with herald.sessions() as session, session.begin():
         return await service.cancel_messages(session, project, payload, now=herald.clock.now())
 
 
 @router.delete(
     "/{message_id}",
-    summary="Cancel one message not yet sent",
+    summary="Cancel one message not yet final",
     response_model=BatchResult,
     responses=errors(API, 404, 409),
 )
 async def cancel_message(message_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
+    """Channels not yet with a provider are cancelled; 409 only for a message already final."""
     async with herald.sessions() as session, session.begin():
-        results = await service.cancel_messages(
-            session, project, CancelMessagesIn(id=message_id), now=herald.clock.now()
-        )
-    return results[0]
+        return await service.cancel_message(session, project, message_id, now=herald.clock.now())
 
 
 groups_router = APIRouter(prefix="/api/v1/groups", tags=["messages"])

@@ -21,6 +21,10 @@ router = APIRouter(prefix="/api/v1", tags=["project"])
 class ProjectSettingsIn(WireModel):
     default_timezone: str | None = Field(default=None, alias="defaultTimezone")
     rate_limit: StrictFloat | None = Field(default=None, alias="rateLimit")
+    # Where status callbacks go for a message that names no callbackUrl; null removes it.
+    callback_url: str | None = Field(default=None, alias="callbackUrl", max_length=2000)
+    # TWIN provider name → Herald provider; checked by the service, which names the problem.
+    provider_aliases: dict[str, str] | None = Field(default=None, alias="providerAliases")
 
 
 class BandwidthItem(WireModel):
@@ -39,6 +43,8 @@ def project_out(project: Project, default_zone: str) -> dict[str, Any]:
         "name": project.name,
         "defaultTimezone": project.default_timezone or default_zone,
         "rateLimit": project.rate_limit,
+        "callbackUrl": project.callback_url,
+        "providerAliases": project.provider_aliases or {},
         "createdAt": project.created_at.isoformat(),
     }
 
@@ -54,7 +60,7 @@ async def get_project(herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
 
 @router.patch(
     "/project",
-    summary="Change the default time zone or the project's rate cap",
+    summary="Change the default time zone, the rate cap or the provider aliases",
     response_model=ProjectOut,
     responses=errors(API, JSON_BODY),
 )
@@ -70,6 +76,11 @@ async def patch_project(
             if "default_timezone" in sent
             else service.UNSET,
             rate_limit=payload.rate_limit if "rate_limit" in sent else service.UNSET,
+            callback_url=payload.callback_url if "callback_url" in sent else service.UNSET,
+            urls=herald.settings.url_policy,
+            provider_aliases=payload.provider_aliases
+            if "provider_aliases" in sent
+            else service.UNSET,
         )
         return project_out(updated, herald.settings.default_timezone)
 

@@ -7,19 +7,30 @@ import json
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import ListFilter, Offset, Page, first_row, query_time, twin_list
+from herald.api.forms import storable_form
+from herald.api.query import (
+    ListFilter,
+    Offset,
+    Page,
+    TwinTimezone,
+    first_row,
+    list_zone,
+    query_time,
+    twin_list,
+)
 from herald.api.responses import API, JSON_BODY, UPLOAD, Responses, downloads, errors
 from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.tasks import TaskItem, TaskList, TaskReport, TaskState, TaskStatus
+from herald.services import projects
 from herald.services import task_files as files
 from herald.services import task_import as importer
 from herald.services import tasks as service
@@ -112,15 +123,20 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
     page: Page = None,
+    timezone: TwinTimezone = None,
 ) -> dict[str, Any]:
+    """``from``/``to`` without an offset are read in ``timezone`` (hours), else the project's."""
+    async with herald.sessions() as session:
+        found = await projects.get_project(session, project)
+    zone = list_zone(timezone, found.default_timezone or herald.settings.default_timezone)
     async with herald.sessions() as session:
         return await service.list_tasks(
             session,
             project,
             name=name,
             statuses=twin_list(request, "status"),
-            created_from=query_time(from_, "from"),
-            created_to=query_time(to, "to"),
+            created_from=query_time(from_, "from", zone),
+            created_to=query_time(to, "to", zone),
             limit=limit,
             offset=first_row(offset, page, limit),
         )
@@ -162,6 +178,7 @@ async def update_task(
     "/tasks/{task_id}",
     status_code=202,
     summary="Upload the task's file (TWIN add)",
+    dependencies=[Depends(storable_form)],
     responses={
         **ACCEPTED,
         200: {"model": TaskItem, "description": "Not async: the task, its file imported."},
@@ -173,7 +190,7 @@ async def upload(
     request: Request,
     herald: HeraldDep,
     project: ProjectId,
-    messages: Annotated[UploadFile, File(description="The CSV or XLSX file.")],
+    messages: Annotated[UploadFile, File(description="The CSV, XLSX, XLS or ODS file.")],
     async_form: Annotated[str | None, Form(alias="async")] = None,
     async_query: Annotated[str | None, Query(alias="async")] = None,
 ) -> JSONResponse:
@@ -331,6 +348,12 @@ async def results(
 # --------------------------------------------------------------------------- messages/bulk
 
 
+def _inner(ctx: dict[str, Any] | None) -> list[str]:
+    # Where inside the model a whole-model check found its problem (herald.schemas.text).
+    field = str((ctx or {}).get("field", ""))
+    return [field] if field else []
+
+
 def _bulk_settings(raw: str | None) -> service.TaskSettings:
     if not raw:
         return service.TaskSettings()
@@ -341,7 +364,9 @@ def _bulk_settings(raw: str | None) -> service.TaskSettings:
     except ValidationError as e:
         errors = [
             {
-                "path": "settings." + ".".join(str(p) for p in err["loc"]),
+                "path": ".".join(
+                    ["settings", *(str(p) for p in err["loc"]), *_inner(err.get("ctx"))]
+                ),
                 "message": err["msg"],
                 "code": pydantic_code(err["type"]),
             }
@@ -357,6 +382,7 @@ def _bulk_settings(raw: str | None) -> service.TaskSettings:
 @router.post(
     "/messages/bulk",
     summary="Send from a CSV/XLSX file (TWIN create bulk)",
+    dependencies=[Depends(storable_form)],
     response_class=Response,
     responses={**downloads(*SHEETS), **ACCEPTED, **errors(API, UPLOAD, 404)},
 )
@@ -364,7 +390,7 @@ async def bulk(
     request: Request,
     herald: HeraldDep,
     project: ProjectId,
-    messages: Annotated[list[UploadFile], File(description="The CSV or XLSX file.")],
+    messages: Annotated[list[UploadFile], File(description="The CSV, XLSX, XLS or ODS file.")],
     async_form: Annotated[str | None, Form(alias="async")] = None,
     template_id: Annotated[str | None, Form(alias="templateId")] = None,
     policy: Annotated[Literal["reject_all", "send_valid"], Form()] = "send_valid",

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import deque
+from datetime import datetime, timedelta
 from html import escape
 from importlib import resources
 from typing import Any
@@ -69,7 +70,9 @@ async def widget() -> Response:
 )
 async def anonymous_visitor(bot_id: str, herald: HeraldDep) -> Response:
     async with herald.sessions() as session:
-        credentials = await service.anonymous_visitor(session, herald.vault, bot_id)
+        credentials = await service.anonymous_visitor(
+            session, herald.vault, bot_id, expires=_token_expiry(herald)
+        )
     return Response(json.dumps(credentials), media_type="application/json", headers=_CORS)
 
 
@@ -85,7 +88,11 @@ async def visitor_credentials(
     async with herald.sessions() as session:
         bot = await get_bot(session, project, bot_id)
         credentials = await service.visitor_credentials(
-            session, herald.vault, bot, payload.visitor_id if payload else None
+            session,
+            herald.vault,
+            bot,
+            payload.visitor_id if payload else None,
+            expires=_token_expiry(herald),
         )
     url = herald.settings.public_url
     tag = (
@@ -104,7 +111,10 @@ async def visitor_credentials(
 )
 async def chat_page(bot_id: str, herald: HeraldDep) -> HTMLResponse:
     async with herald.sessions() as session:
-        await service.anonymous_visitor(session, herald.vault, bot_id)  # 404 for a wrong bot
+        # 404 for a wrong bot
+        await service.anonymous_visitor(
+            session, herald.vault, bot_id, expires=_token_expiry(herald)
+        )
     return HTMLResponse(
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
@@ -113,6 +123,10 @@ async def chat_page(bot_id: str, herald: HeraldDep) -> HTMLResponse:
         f'<script src="/chat/widget.js" data-bot="{escape(bot_id)}" data-open="true"></script>'
         "</body></html>"
     )
+
+
+def _token_expiry(herald: Herald) -> datetime:
+    return herald.clock.now() + timedelta(days=herald.settings.webchat_token_days)
 
 
 class _Socket:
@@ -150,7 +164,9 @@ async def chat_socket(
     herald: Herald = ws.app.state.herald
     try:
         async with herald.sessions() as session:
-            who = await service.check_visitor(session, herald.vault, bot_id, visitor, token)
+            who = await service.check_visitor(
+                session, herald.vault, bot_id, visitor, token, now=herald.clock.now()
+            )
     except HeraldError as e:
         # Accepted and then closed, so the widget sees why: 4403/4404 mean "stop retrying"
         # (a refused handshake reaches the page only as a bare 1006).

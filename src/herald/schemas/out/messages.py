@@ -8,8 +8,10 @@ from herald.schemas.out.base import Free, OutModel, Timestamp
 
 
 class TwinError(OutModel):
-    """TWIN's error object (a PHP exception dump): every key present when it is given."""
+    """TWIN's error object (a PHP exception dump): every key present when it is given, and
+    Herald's machine ``code``."""
 
+    code: str
     message: str
     file: str
     line: int

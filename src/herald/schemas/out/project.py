@@ -12,6 +12,8 @@ class ProjectOut(OutModel):
     name: str
     default_timezone: str
     rate_limit: Number | None
+    callback_url: str | None
+    provider_aliases: dict[str, str]
     created_at: Timestamp
 
 
