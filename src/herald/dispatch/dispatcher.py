@@ -745,8 +745,12 @@ class Dispatcher:
                 error=error,
             )
             return
-        if delay is not None and message.cancelled_at is not None:
-            # The provider did not take it, and the client cancelled meanwhile: no retry.
+        if delay is None or message.cancelled_at is not None:
+            if delay is not None:
+                # The provider did not take it, and the client cancelled meanwhile: no retry.
+                detail: str | None = f"{why}; not retried: the message was cancelled"
+            else:
+                detail = f"gave up after {delivery.attempt_count} attempts" if retry else None
             apply_status(
                 changes,
                 message,
@@ -756,20 +760,7 @@ class Dispatcher:
                 at=now,
                 attempt_id=attempt.id,
                 error=error,
-                detail=f"{why}; not retried: the message was cancelled",
-            )
-            return
-        if delay is None:
-            apply_status(
-                changes,
-                message,
-                delivery,
-                Status.FAILED,
-                source="dispatcher",
-                at=now,
-                attempt_id=attempt.id,
-                error=error,
-                detail=f"gave up after {delivery.attempt_count} attempts" if retry else None,
+                detail=detail,
             )
             return
         apply_status(
