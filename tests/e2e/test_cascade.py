@@ -398,3 +398,90 @@ async def test_telegram_blocked_is_remembered_and_skipped_next_time(
     assert message["deliveries"][0]["error"]["code"] == "recipient_opted_out"
     assert len(telegram.requests) == 1  # not asked again
     assert len(smtp.messages) == 2
+
+
+async def test_a_fallback_already_queued_is_skipped_when_another_device_is_delivered(
+    herald: RunningHerald, fakes: Fakes
+) -> None:
+    """The cascade has reached the second device's e-mail, held back by the e-mail sender's
+    rate limit; the first phone's delivery report cancels it before it goes out."""
+    twilio, smtp, _telegram = fakes
+    twilio.set_outcome(PHONE, "sent")  # its report comes when the test says
+    twilio.set_outcome("+14155552673", "undelivered", 30005)
+    async with herald.client() as client:
+        await add_senders(client, fakes)
+        slow = {
+            "channel": "email",
+            "provider": "smtp",
+            "from": "slow@herald.example",
+            "baseUrl": smtp.base_url,
+            "rateLimit": 0.001,  # one e-mail in 1000 s
+            "default": True,
+        }
+        response = await client.post("/api/v1/senders", json=slow)
+        assert response.status_code == 201, response.text
+        first = {
+            "messages": [
+                {
+                    "destinations": [{"email": "bo@example.com"}],
+                    "channels": {"email": {"text": "Hi"}},
+                }
+            ]
+        }
+        earlier = (await client.post("/api/v1/messages", json=first)).json()[0]["id"]
+        await wait_status(client, earlier, {"delivered"})  # it takes the sender's slot
+
+        body = two_devices(groupId="ann")
+        ids = [r["id"] for r in (await client.post("/api/v1/messages", json=body)).json()]
+        await wait_deliveries(client, ids[0], {"sms": "sent", "email": "pending"})
+        await wait_deliveries(client, ids[1], {"sms": "undelivered", "email": "queued"})
+        await asyncio.sleep(0.3)  # the dispatcher claims it and puts it off to the next slot
+        assert by_channel((await client.get(f"/api/v1/messages/{ids[1]}")).json())["email"] == (
+            "queued"
+        )
+
+        await report_from_twilio(twilio, PHONE, "delivered")
+        await wait_deliveries(client, ids[0], {"sms": "delivered", "email": "skipped"})
+        other = await wait_deliveries(client, ids[1], {"sms": "undelivered", "email": "skipped"})
+    [skipped] = [e for e in other["history"] if e["status"] == "skipped"]
+    assert skipped["source"] == "group"
+    assert skipped["detail"].startswith("delivered_in_group: delivered on sms")
+    assert [m.rcpt_tos for m in smtp.messages] == [("bo@example.com",)]
+
+
+async def test_a_fallback_due_after_the_group_was_delivered_is_never_sent(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    """Another device of the person, sent to after one was delivered: its first channel goes
+    out, but when that fails the dispatcher skips the fallbacks instead of sending them."""
+    twilio, smtp, telegram = fakes
+    twilio.set_outcome("+14155552673", "undelivered", 30005)
+    one = {
+        "messages": [
+            {
+                "groupId": "ann",
+                "destinations": [{"phone": PHONE}],
+                "channels": {"sms": {"text": "Your parcel arrives today"}},
+            }
+        ]
+    }
+    first = (await client.post("/api/v1/messages", json=one)).json()[0]["id"]
+    await wait_status(client, first, {"delivered"})
+
+    later = two_devices(groupId="ann")
+    later["messages"][0]["destinations"] = [
+        {"phone": "+14155552673", "email": "ann@work.example", "messengerUserId": CHAT}
+    ]
+    later["messages"][0]["channels"]["telegram"] = {"text": "Your parcel arrives today"}
+    second = (await client.post("/api/v1/messages", json=later)).json()[0]["id"]
+    message = await wait_deliveries(
+        client, second, {"sms": "undelivered", "email": "skipped", "telegram": "skipped"}
+    )
+    skipped = [e for e in message["history"] if e["status"] == "skipped"]
+    assert sorted(e["channel"] for e in skipped) == ["email", "telegram"]
+    for event in skipped:
+        assert event["source"] == "group"
+        assert event["detail"] == f"delivered_in_group: delivered on sms to message {first}"
+    assert message["status"] == "undelivered"
+    await asyncio.sleep(0.3)  # give a wrongly sent fallback the time to arrive
+    assert smtp.messages == [] and telegram.requests == []

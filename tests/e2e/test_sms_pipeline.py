@@ -400,3 +400,22 @@ async def test_a_rotated_auth_token_is_the_one_sent(
     assert (await client.patch(path, json={"authToken": fake.auth_token})).status_code == 200
     sent = await wait_status(client, await send_sms(client, "+14155552671", "two"), {"delivered"})
     assert sent["status"] == "delivered"
+
+
+async def test_sender_list_takes_twins_sort_and_fields(client: httpx.AsyncClient) -> None:
+    # The project's sandbox sender came first, the Twilio one of the fixture second.
+    oldest = (await client.get("/api/v1/senders")).json()["items"]
+    assert [s["provider"] for s in oldest] == ["SANDBOX", "TWILIO"]
+    newest = (await client.get("/api/v1/senders", params={"sort": "-createdAt"})).json()
+    assert [s["id"] for s in newest["items"]] == [s["id"] for s in reversed(oldest)]
+    ascending = (await client.get("/api/v1/senders", params={"sort": "createdAt"})).json()
+    assert [s["id"] for s in ascending["items"]] == [s["id"] for s in oldest]
+
+    cut = (await client.get("/api/v1/senders", params={"fields": "from,channel"})).json()
+    assert cut["count"] == 2
+    assert all(set(item) == {"from", "channel"} for item in cut["items"])
+
+    by_status = await client.get("/api/v1/senders", params={"sort": "status"})
+    assert by_status.status_code == 422 and by_status.json()["code"] == "invalid_sort"
+    unknown = await client.get("/api/v1/senders", params={"fields": "colour"})
+    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_field"

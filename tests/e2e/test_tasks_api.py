@@ -563,3 +563,37 @@ async def test_twin_create_update_and_list(client: httpx.AsyncClient) -> None:
     response = await client.put(f"/api/v1/tasks/{task_id}", json={"policy": "reject_all"})
     assert response.status_code == 409
     assert response.json()["code"] == "task_not_editable"
+
+
+async def test_task_list_sorts_and_returns_only_the_fields_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await make_task(client, name="first")
+    second = await make_task(client, name="second")
+    await upload(client, first, csv_bytes([["phone", "text"], ["+14155552671", "hi"]]))
+
+    async def listed(**params: Any) -> list[dict[str, Any]]:
+        response = await client.get("/api/v1/tasks", params=params)
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == 2  # TWIN's SDK needs count and items, whatever asked
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    assert [t["id"] for t in await listed()] == [second, first]
+    assert [t["id"] for t in await listed(sort="-createdAt")] == [second, first]
+    assert [t["id"] for t in await listed(sort="createdAt")] == [first, second]
+    statuses = [t["status"] for t in await listed(sort="status")]
+    assert len(set(statuses)) == 2 and statuses == sorted(statuses)
+    assert [t["status"] for t in await listed(sort="-status")] == statuses[::-1]
+    for query in ("fields=id,name", "fields%5B0%5D=id&fields%5B1%5D=name"):
+        response = await client.get(f"/api/v1/tasks?sort=createdAt&{query}")
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "count": 2,
+            "items": [{"id": first, "name": "first"}, {"id": second, "name": "second"}],
+        }
+    bad = await client.get("/api/v1/tasks", params={"fields": "id,colour"})
+    assert bad.status_code == 422 and bad.json()["code"] == "unknown_field"
+    bad = await client.get("/api/v1/tasks", params={"sort": "name"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_sort"
+    assert bad.json()["details"]["allowed"] == ["createdAt", "status", "-createdAt", "-status"]

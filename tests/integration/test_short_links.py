@@ -322,3 +322,34 @@ async def test_record_clicks_answers_each_click(herald: RunningHerald) -> None:
         assert await resolve_click(session, links[0].code, None, now) == "https://a.example/x"
         with pytest.raises(NotFound):
             await resolve_click(session, "Nope1234", None, now)
+
+
+async def test_twin_list_sorts_by_creation_and_returns_only_the_fields_asked(
+    herald: RunningHerald,
+) -> None:
+    await shorten_and_save(herald, "https://old.example/", age=timedelta(hours=1))
+    await shorten_and_save(herald, "https://new.example/")
+    async with herald.client() as client:
+
+        async def contents(query: str) -> list[str]:
+            response = await client.get(f"/api/v1/shortLinks?{query}")
+            assert response.status_code == 200, response.text
+            assert response.json()["count"] == 2  # TWIN's SDK needs count and items
+            return [i["content"] for i in response.json()["items"]]
+
+        newest_first = ["https://new.example/", "https://old.example/"]
+        assert await contents("sort=-createdAt") == newest_first
+        assert await contents("sort=createdAt") == newest_first[::-1]
+        only = await client.get("/api/v1/shortLinks?fields=content,clicks&sort=createdAt")
+        assert only.json()["items"] == [
+            {"content": "https://old.example/", "clicks": 0},
+            {"content": "https://new.example/", "clicks": 0},
+        ]
+        # A link of no message still leaves messageId out rather than sending null.
+        assert "messageId" not in (await client.get("/api/v1/shortLinks")).json()["items"][0]
+        assert (await client.get("/api/v1/shortLinks?fields=messageId")).json()["items"] == [{}, {}]
+        bad = await client.get("/api/v1/shortLinks", params={"sort": "-status"})
+        assert bad.status_code == 422 and bad.json()["code"] == "invalid_sort"
+        assert bad.json()["details"]["allowed"] == ["createdAt", "-createdAt"]
+        bad = await client.get("/api/v1/shortLinks", params={"fields": "colour"})
+        assert bad.status_code == 422 and bad.json()["code"] == "unknown_field"

@@ -469,3 +469,29 @@ async def test_cli_templates(herald: RunningHerald, tmp_path: Path) -> None:
     helped = await herald_cli("--help")
     for command in ("create", "list", "show", "update", "delete", "preview"):
         assert command in helped.stdout
+
+
+async def test_list_sorts_by_creation_and_returns_only_the_fields_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [await create(client, {**ORDER, "name": f"t{i}"}) for i in range(2)]
+
+    async def listed(query: str) -> list[dict[str, Any]]:
+        response = await client.get(f"/api/v1/templates?{query}")
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == 2  # TWIN's SDK needs count and items, whatever asked
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    assert [t["id"] for t in await listed("sort=-createdAt")] == ids[::-1]
+    assert [t["id"] for t in await listed("sort=createdAt")] == ids
+    expected = [{"id": ids[0], "name": "t0"}, {"id": ids[1], "name": "t1"}]
+    assert await listed("sort=createdAt&fields=id,name") == expected
+    assert await listed("sort=createdAt&fields%5B0%5D=id&fields%5B1%5D=name") == expected
+    # Templates have no status: the answer names the orders this list offers.
+    bad = await client.get("/api/v1/templates", params={"sort": "status"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_sort"
+    assert "createdAt, -createdAt" in bad.json()["error"]
+    assert bad.json()["details"]["allowed"] == ["createdAt", "-createdAt"]
+    bad = await client.get("/api/v1/templates", params={"fields": "colour"})
+    assert bad.status_code == 422 and bad.json()["code"] == "unknown_field"

@@ -47,6 +47,7 @@ from herald.store.rows import (
     DeliveryRow,
     MessageRow,
     by_ids,
+    delivered_in_groups,
     load,
     load_by_id,
     load_deliveries,
@@ -252,6 +253,7 @@ class Dispatcher:
             for c in claimed:
                 changes.touch(c.delivery)  # its lease, written with whatever else changes
             claimed = await self._refuse_opted_out(session, changes, claimed, now)
+            claimed = await self._skip_delivered_in_group(session, changes, claimed, now)
             wanted = list({c.delivery.sender_id for c in claimed})
             senders = {s.id: s for s in await session.scalars(_SENDERS, {"ids": wanted})}
             for c in claimed:
@@ -299,6 +301,51 @@ class Dispatcher:
                     ),
                 )
                 c.delivery.lease_owner = None
+        return [c for c in claimed if id(c) not in out]
+
+    async def _skip_delivered_in_group(
+        self, session: AsyncSession, changes: Changes, claimed: list[Claimed], now: datetime
+    ) -> list[Claimed]:
+        """Skip fallbacks whose client-given group (one person's devices) was delivered.
+
+        The skip made when the delivery was recorded passes over rows another writer holds
+        (see ``load_group_waiting``), such as one this worker has just claimed: this is the
+        last gate before the provider. One query per batch, and only for batches that hold
+        such fallbacks: most hold none.
+        """
+        fallbacks = [
+            c
+            for c in claimed
+            if c.delivery.status in SENDABLE
+            and c.message.group_given
+            and not c.delivery.required
+            and c.siblings
+            and c.delivery.step > min(s.step for s in c.siblings)
+        ]
+        if not fallbacks:
+            return claimed
+        delivered = await delivered_in_groups(
+            session, {(c.message.project_id, c.message.group_id) for c in fallbacks}
+        )
+        if not delivered:
+            return claimed
+        out: set[int] = set()
+        for c in fallbacks:
+            found = delivered.get((c.message.project_id, c.message.group_id), [])
+            other = next(((m, ch) for m, ch in found if m != c.message.id), None)
+            if other is None:
+                continue
+            message_id, channel = other
+            detail = f"delivered_in_group: delivered on {channel} to message {message_id}"
+            # The channels after it too: nothing would ever move the cascade on to them.
+            later = [s for s in c.siblings if s.status == Status.PENDING and not s.required]
+            for d in (c.delivery, *later):
+                apply_status(
+                    changes, c.message, d, Status.SKIPPED, source="group", at=now, detail=detail
+                )
+            c.delivery.next_attempt_at = None
+            c.delivery.lease_owner = None
+            out.add(id(c))
         return [c for c in claimed if id(c) not in out]
 
     async def _open_attempts(self, session: AsyncSession, ids: list[str]) -> dict[str, AttemptRow]:

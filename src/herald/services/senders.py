@@ -369,13 +369,19 @@ async def list_senders(
     *,
     channel: str | None = None,
     provider: str | None = None,
+    newest_first: bool = False,
 ) -> list[Sender]:
+    """The project's senders, oldest first (the order they were added) unless told."""
     query = select(Sender).where(Sender.project_id == project_id, Sender.removed_at.is_(None))
     if channel:
         query = query.where(Sender.channel == channel.lower())
     if provider:
         query = query.where(Sender.provider == provider.lower())
-    return list(await session.scalars(query.order_by(Sender.created_at)))
+    order = Sender.created_at.desc() if newest_first else Sender.created_at
+    return list(await session.scalars(query.order_by(order, Sender.id)))
+
+
+SORT_KEYS = ("createdAt",)
 
 
 async def get_sender(session: AsyncSession, project_id: str, sender_id: str) -> Sender:

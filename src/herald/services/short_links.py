@@ -372,8 +372,10 @@ async def list_short_links(
     offset: int,
     *,
     base_url: str = "",
+    sort: tuple[str, bool] = ("createdAt", True),
 ) -> dict[str, Any]:
-    """TWIN's ``{count, items}`` of the project's short links, newest first."""
+    """TWIN's ``{count, items}`` of the project's short links, newest first unless ``sort`` (a
+    key of :data:`SORT_KEYS`, and whether descending) says otherwise."""
     where = [ShortLink.project_id == project_id]
     if message_ids:
         where.append(ShortLink.message_id.in_(message_ids))
@@ -383,11 +385,15 @@ async def list_short_links(
     links = await session.scalars(
         select(ShortLink)
         .where(*where)
-        .order_by(ShortLink.created_at.desc(), ShortLink.id)
+        .order_by(ShortLink.created_at.desc() if sort[1] else ShortLink.created_at, ShortLink.id)
         .limit(limit)
         .offset(offset)
     )
     return {"count": count or 0, "items": [short_link_item(link, base_url) for link in links]}
+
+
+# TWIN's sort keys for the short-link list: links have no status.
+SORT_KEYS = ("createdAt",)
 
 
 async def link_stats_for_messages(

@@ -654,8 +654,10 @@ async def list_tasks(
     created_to: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
+    sort: tuple[str, bool] = ("createdAt", True),
 ) -> dict[str, Any]:
-    """TWIN's ``{count, items}``, newest first."""
+    """TWIN's ``{count, items}``, newest first unless ``sort`` (a key of :data:`SORT_KEYS`,
+    and whether descending) says otherwise."""
     await read_snapshot(session)  # the count, the page and its message counts agree
     query = select(Task).where(Task.project_id == project_id)
     if name:
@@ -668,15 +670,24 @@ async def list_tasks(
         query = query.where(Task.created_at < created_to)
     count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     tasks = list(
-        await session.scalars(
-            query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit).offset(offset)
-        )
+        await session.scalars(query.order_by(*_task_order(sort)).limit(limit).offset(offset))
     )
     counts = await _message_counts(session, project_id, [t.id for t in tasks])
     return {
         "count": count,
         "items": [task_item(t, counts.get(t.id, {})) for t in tasks],
     }
+
+
+# TWIN's sort keys for the task list, as columns.
+SORT_KEYS = {"createdAt": Task.created_at, "status": Task.status}
+
+
+def _task_order(sort: tuple[str, bool]) -> list[Any]:
+    key, descending = sort
+    column = SORT_KEYS[key]
+    # Newest first within a status; the id keeps equal times in one order from page to page.
+    return [column.desc() if descending else column.asc(), Task.created_at.desc(), Task.id.desc()]
 
 
 async def import_outcome(session: AsyncSession, project_id: str, task_id: str) -> None:

@@ -486,8 +486,10 @@ async def list_templates(
     ids: Sequence[str] = (),
     limit: int = 50,
     offset: int = 0,
+    sort: tuple[str, bool] = ("createdAt", True),
 ) -> dict[str, Any]:
-    """TWIN's ``{count, items}``, newest first; ``name`` matches exactly."""
+    """TWIN's ``{count, items}``, newest first unless ``sort`` (a key of :data:`SORT_KEYS`,
+    and whether descending) says otherwise; ``name`` matches exactly."""
     where = [Template.project_id == project_id, Template.deleted_at.is_(None)]
     if name:
         where.append(Template.name == name)
@@ -502,13 +504,17 @@ async def list_templates(
             & (TemplateVersion.version == Template.current_version),
         )
         .where(*where)
-        .order_by(Template.created_at.desc(), Template.id)
+        .order_by(Template.created_at.desc() if sort[1] else Template.created_at, Template.id)
         .limit(limit)
         .offset(offset)
     )
     pairs = list(rows)
     items = await off_loop(lambda: [template_out(t, v) for t, v in pairs])
     return {"count": count or 0, "items": items}
+
+
+# TWIN's sort keys for the template list: templates have no status.
+SORT_KEYS = ("createdAt",)
 
 
 async def list_versions(session: AsyncSession, project_id: str, template_id: str) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import Field, StrictBool, StrictFloat
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.responses import API, JSON_BODY, errors
+from herald.api.query import Fields, list_sort
+from herald.api.responses import API, JSON_BODY, body, errors
+from herald.api.twin_lists import listed_response, sort_query
 from herald.bootstrap import Herald
 from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
@@ -151,19 +153,28 @@ async def update_sender(
 @router.get(
     "",
     summary="List senders (TWIN shape)",
-    response_model=SenderList,
-    response_model_exclude_unset=True,
-    responses=errors(API),
+    response_model=None,
+    responses={**body(SenderList), **errors(API)},
 )
 async def list_senders(
+    request: Request,
     herald: HeraldDep,
     project: ProjectId,
     channel: str | None = None,
     provider: str | None = None,
-) -> dict[str, Any]:
+    sort: Annotated[
+        str | None, sort_query(service.SORT_KEYS, "oldest first, the order they were added")
+    ] = None,
+    fields: Fields = None,
+) -> Response:
+    """``fields`` keeps only those keys of each item."""
+    newest_first = list_sort(sort, service.SORT_KEYS)[1] if sort else False
     async with herald.sessions() as session:
-        senders = await service.list_senders(session, project, channel=channel, provider=provider)
-    return {"count": len(senders), "items": [sender_out(s) for s in senders]}
+        senders = await service.list_senders(
+            session, project, channel=channel, provider=provider, newest_first=newest_first
+        )
+    listed = {"count": len(senders), "items": [sender_out(s) for s in senders]}
+    return listed_response(request, listed, SenderList, exclude_unset=True)
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
@@ -11,8 +11,9 @@ from starlette.routing import Route
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.errors import error_response
-from herald.api.query import Offset, Page, first_row, list_filter, twin_list
-from herald.api.responses import API, errors
+from herald.api.query import Fields, Offset, Page, first_row, list_filter, list_sort, twin_list
+from herald.api.responses import API, body, errors
+from herald.api.twin_lists import listed_response, sort_query
 from herald.bootstrap import Herald
 from herald.domain.links import CODE_PATTERN, to_ascii_url
 from herald.errors import HeraldError
@@ -25,9 +26,8 @@ router = APIRouter(prefix="/api/v1/shortLinks", tags=["short links"])
 @router.get(
     "",
     summary="List short links with their clicks (TWIN)",
-    response_model=ShortLinkList,
-    response_model_exclude_unset=True,
-    responses=errors(API),
+    response_model=None,
+    responses={**body(ShortLinkList), **errors(API)},
 )
 async def list_short_links(
     request: Request,
@@ -38,10 +38,14 @@ async def list_short_links(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
     page: Page = None,
-) -> dict[str, Any]:
-    """Newest first. ``messageId`` and ``taskId`` filter: comma-separated, repeated or ``[i]``."""
+    sort: Annotated[str | None, sort_query(service.SORT_KEYS)] = None,
+    fields: Fields = None,
+) -> Response:
+    """Newest first unless ``sort`` says otherwise. ``messageId`` and ``taskId`` filter:
+    comma-separated, repeated or ``[i]``; ``fields`` keeps only those keys of each item."""
+    order = list_sort(sort, service.SORT_KEYS)
     async with herald.sessions() as session:
-        return await service.list_short_links(
+        listed = await service.list_short_links(
             session,
             project,
             twin_list(request, "messageId"),
@@ -49,7 +53,10 @@ async def list_short_links(
             limit,
             first_row(offset, page, limit),
             base_url=service.short_link_base(herald.settings),
+            sort=order,
         )
+    # A link of no message leaves messageId out (TWIN's SDK reads a string, never null).
+    return listed_response(request, listed, ShortLinkList, exclude_unset=True)
 
 
 class _CodeConvertor(Convertor[str]):

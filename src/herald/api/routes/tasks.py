@@ -15,16 +15,19 @@ from starlette.background import BackgroundTask
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.forms import storable_form
 from herald.api.query import (
+    Fields,
     ListFilter,
     Offset,
     Page,
     TwinTimezone,
     first_row,
+    list_sort,
     list_zone,
     query_time,
     twin_list,
 )
-from herald.api.responses import API, JSON_BODY, UPLOAD, Responses, downloads, errors
+from herald.api.responses import API, JSON_BODY, UPLOAD, Responses, body, downloads, errors
+from herald.api.twin_lists import listed_response, sort_query
 from herald.bootstrap import Herald
 from herald.errors import Conflict, InvalidRequest, ValidationFailed
 from herald.schemas.messages import id_list, pydantic_code
@@ -110,7 +113,10 @@ async def _new_task(herald: Herald, project: str, payload: service.CreateTaskIn)
 
 
 @router.get(
-    "/tasks", summary="List send tasks (TWIN list)", response_model=TaskList, responses=errors(API)
+    "/tasks",
+    summary="List send tasks (TWIN list)",
+    response_model=None,
+    responses={**body(TaskList), **errors(API)},
 )
 async def list_tasks(
     request: Request,
@@ -124,13 +130,17 @@ async def list_tasks(
     offset: Offset = 0,
     page: Page = None,
     timezone: TwinTimezone = None,
-) -> dict[str, Any]:
-    """``from``/``to`` without an offset are read in ``timezone`` (hours), else the project's."""
+    sort: Annotated[str | None, sort_query(service.SORT_KEYS)] = None,
+    fields: Fields = None,
+) -> Response:
+    """``from``/``to`` without an offset are read in ``timezone`` (hours), else the project's;
+    ``fields`` keeps only those keys of each item."""
+    order = list_sort(sort, service.SORT_KEYS)
     async with herald.sessions() as session:
         found = await projects.get_project(session, project)
     zone = list_zone(timezone, found.default_timezone or herald.settings.default_timezone)
     async with herald.sessions() as session:
-        return await service.list_tasks(
+        listed = await service.list_tasks(
             session,
             project,
             name=name,
@@ -139,7 +149,9 @@ async def list_tasks(
             created_to=query_time(to, "to", zone),
             limit=limit,
             offset=first_row(offset, page, limit),
+            sort=order,
         )
+    return listed_response(request, listed, TaskList)
 
 
 @router.get(

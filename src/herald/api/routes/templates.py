@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field, StrictBool, StrictInt
 
 from herald.api.deps import HeraldDep, ProjectId
-from herald.api.query import ListFilter, Offset, Page, first_row, twin_list
-from herald.api.responses import API, JSON_BODY, errors
+from herald.api.query import Fields, ListFilter, Offset, Page, first_row, list_sort, twin_list
+from herald.api.responses import API, JSON_BODY, body, errors
+from herald.api.twin_lists import listed_response, sort_query
 from herald.schemas.messages import Scalar, WireModel
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.templates import Preview, TemplateList, TemplateOut, VersionList
@@ -88,7 +89,12 @@ async def create_template(
     return {"id": template.id}
 
 
-@router.get("", summary="List templates (TWIN)", response_model=TemplateList, responses=errors(API))
+@router.get(
+    "",
+    summary="List templates (TWIN)",
+    response_model=None,
+    responses={**body(TemplateList), **errors(API)},
+)
 async def list_templates(
     request: Request,
     herald: HeraldDep,
@@ -98,17 +104,23 @@ async def list_templates(
     limit: Limit = 50,
     offset: Offset = 0,
     page: Page = None,
-) -> dict[str, Any]:
-    """Newest first. ``id`` filters by id: comma-separated, repeated, or ``id[0]=…``."""
+    sort: Annotated[str | None, sort_query(service.SORT_KEYS)] = None,
+    fields: Fields = None,
+) -> Response:
+    """Newest first unless ``sort`` says otherwise. ``id`` filters by id: comma-separated,
+    repeated, or ``id[0]=…``; ``fields`` keeps only those keys of each item."""
+    order = list_sort(sort, service.SORT_KEYS)
     async with herald.sessions() as session:
-        return await service.list_templates(
+        listed = await service.list_templates(
             session,
             project,
             name=name,
             ids=twin_list(request, "id"),
             limit=limit,
             offset=first_row(offset, page, limit),
+            sort=order,
         )
+    return listed_response(request, listed, TemplateList)
 
 
 @router.post(
