@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.fakes.twilio import FakeTwilio
+from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
 
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}
 
@@ -49,6 +50,29 @@ async def add_twilio_sender(
     )
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
+    return data
+
+
+async def add_meta_sender(
+    client: httpx.AsyncClient, meta: FakeMetaWhatsApp, herald_url: str
+) -> dict[str, Any]:
+    """A Meta WhatsApp sender on the fake, whose webhooks the fake then posts to Herald."""
+    response = await client.post(
+        "/api/v1/senders",
+        json={
+            "channel": "whatsapp",
+            "provider": "meta-whatsapp",
+            "from": "+14155550111",
+            "phoneNumberId": meta.phone_number_id,
+            "accessToken": meta.access_token,
+            "appSecret": meta.app_secret,
+            "verifyToken": "verify-me",
+            "baseUrl": meta.base_url,
+        },
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    meta.webhook_url = f"{herald_url}/webhooks/meta/whatsapp/{data['id']}"
     return data
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from herald.services.bots import record_inbound_activity
-from tests.e2e.helpers import add_twilio_sender, wait_status
+from tests.e2e.helpers import add_meta_sender, add_twilio_sender, wait_status
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
@@ -176,26 +176,6 @@ def meta() -> Iterator[FakeMetaWhatsApp]:
         yield fake_meta
 
 
-async def add_meta_sender(
-    herald: RunningHerald, client: httpx.AsyncClient, meta: FakeMetaWhatsApp
-) -> None:
-    response = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "whatsapp",
-            "provider": "meta-whatsapp",
-            "from": "+14155550111",
-            "phoneNumberId": meta.phone_number_id,
-            "accessToken": meta.access_token,
-            "appSecret": meta.app_secret,
-            "verifyToken": "verify-me",
-            "baseUrl": meta.base_url,
-        },
-    )
-    assert response.status_code == 201, response.text
-    meta.webhook_url = f"{herald.url}/webhooks/meta/whatsapp/{response.json()['id']}"
-
-
 async def open_window(herald: RunningHerald) -> None:
     async with herald.herald.sessions() as session, session.begin():
         await record_inbound_activity(
@@ -206,7 +186,7 @@ async def open_window(herald: RunningHerald) -> None:
 async def test_whatsapp_media_and_document_name_reach_meta(
     herald: RunningHerald, client: httpx.AsyncClient, meta: FakeMetaWhatsApp
 ) -> None:
-    await add_meta_sender(herald, client, meta)
+    await add_meta_sender(client, meta, herald.url)
     await open_window(herald)
     whatsapp = {
         "text": "Your invoice",
@@ -228,7 +208,7 @@ async def test_whatsapp_media_and_document_name_reach_meta(
 async def test_whatsapp_template_namespace_reaches_meta(
     herald: RunningHerald, client: httpx.AsyncClient, meta: FakeMetaWhatsApp
 ) -> None:
-    await add_meta_sender(herald, client, meta)
+    await add_meta_sender(client, meta, herald.url)
     whatsapp = {
         "text": "Table for two",
         "templateName": "table_ready",

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from herald.channels.whatsapp_meta import signature_for
-from tests.e2e.helpers import add_twilio_sender, wait_status
+from tests.e2e.helpers import add_meta_sender, add_twilio_sender, wait_status
 from tests.e2e.test_bots_conversations import BOT_NUMBER, create_bot
 from tests.e2e.test_webchat import socket_url, visitor
 from tests.fakes.telegram import FakeTelegram
@@ -195,21 +195,8 @@ def meta() -> Iterator[FakeMetaWhatsApp]:
 async def test_meta_webhook_refuses_or_ignores_malformed_requests(
     herald: RunningHerald, client: httpx.AsyncClient, meta: FakeMetaWhatsApp
 ) -> None:
-    made = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "whatsapp",
-            "provider": "meta-whatsapp",
-            "from": "+14155550111",
-            "phoneNumberId": meta.phone_number_id,
-            "accessToken": meta.access_token,
-            "appSecret": meta.app_secret,
-            "verifyToken": "verify-me",
-            "baseUrl": meta.base_url,
-        },
-    )
-    assert made.status_code == 201, made.text
-    hook = f"{herald.url}/webhooks/meta/whatsapp/{made.json()['id']}"
+    made = await add_meta_sender(client, meta, herald.url)
+    hook = f"{herald.url}/webhooks/meta/whatsapp/{made['id']}"
     async with httpx.AsyncClient() as http:
 
         async def post(body: bytes, signature: bytes | None = None) -> httpx.Response:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from herald.channels.whatsapp_meta import signature_for
-from tests.e2e.helpers import wait_status
+from tests.e2e.helpers import add_meta_sender, wait_status
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
 from tests.servers import RunningHerald
 
@@ -27,22 +27,7 @@ def meta() -> Iterator[FakeMetaWhatsApp]:
 @pytest.fixture
 async def sender(herald: RunningHerald, meta: FakeMetaWhatsApp) -> AsyncIterator[dict[str, Any]]:
     async with herald.client() as client:
-        response = await client.post(
-            "/api/v1/senders",
-            json={
-                "channel": "whatsapp",
-                "provider": "meta-whatsapp",
-                "from": "+14155550111",
-                "phoneNumberId": meta.phone_number_id,
-                "accessToken": meta.access_token,
-                "appSecret": meta.app_secret,
-                "verifyToken": "verify-me",
-                "baseUrl": meta.base_url,
-            },
-        )
-        assert response.status_code == 201, response.text
-        data: dict[str, Any] = response.json()
-    meta.webhook_url = f"{herald.url}/webhooks/meta/whatsapp/{data['id']}"
+        data = await add_meta_sender(client, meta, herald.url)
     yield data
 
 
