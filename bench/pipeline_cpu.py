@@ -35,10 +35,10 @@ from herald.api.app import create_app
 from herald.bootstrap import Herald, build, settle_after_start
 from herald.channels.base import OutboundMessage, Receipt, SenderAccount
 from herald.config import Settings
-from herald.dispatch.dispatcher import Dispatcher
+from herald.dispatch.loop import Dispatcher
 from herald.domain.signatures import twilio_signature
+from herald.services.delivery.twilio_reports import TwilioReport
 from herald.services.projects import create_project
-from herald.services.provider_reports import TwilioReport
 from herald.services.senders import NewSender, add_sender
 from herald.store.migrate import upgrade
 

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from herald.domain.segments import analyze
-from herald.services.templates import TemplateSnapshot, render_channel, shorten_text
+from herald.services.templates.resource import TemplateSnapshot, render_channel, shorten_text
 
 TEXT = (
     "Hi {{ name }}, your order {{ order }} of {{ total|money('RUB') }} ships on "

@@ -22,10 +22,10 @@ from herald.channels.whatsapp_twilio import TwilioWhatsApp
 from herald.clock import Clock, SystemClock
 from herald.config import Settings
 from herald.errors import HeraldError
-from herald.services.batching import GroupCommitter
-from herald.services.provider_reports import TwilioReport, apply_twilio_reports
+from herald.services.bots.webchat import DbOutbox, WebChatHub
+from herald.services.delivery.batching import GroupCommitter
+from herald.services.delivery.twilio_reports import TwilioReport, apply_twilio_reports
 from herald.services.vault import KeyProblem, Vault
-from herald.services.webchat import DbOutbox, WebChatHub
 from herald.store.db import create_engine, session_factory
 from herald.store.projects import Project
 

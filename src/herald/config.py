@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from herald.domain.urls import UrlPolicy, policy_of
@@ -64,9 +64,17 @@ class Settings(BaseSettings):
     # after this long; a message's own validity period shortens it.
     unknown_outcome_timeout_seconds: float = 36000.0
 
-    # Whether time spent waiting out quiet hours extends a message's validity (off: validity
-    # is wall-clock time from when the message, or its cascade channel, became due).
-    quiet_hours_pause_validity: bool = False
+    # Whether time spent waiting outside allowed time ranges extends a message's validity
+    # (off: validity is wall-clock time from when the message, or its cascade channel, became
+    # due). HERALD_QUIET_HOURS_PAUSE_VALIDITY is this setting's name before 2026-12.
+    allowed_time_ranges_pause_validity: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "allowed_time_ranges_pause_validity",
+            "HERALD_ALLOWED_TIME_RANGES_PAUSE_VALIDITY",
+            "HERALD_QUIET_HOURS_PAUSE_VALIDITY",
+        ),
+    )
 
     # A cascade channel without its own validityPeriod waits this long for a delivery
     # report before the next channel is tried.
@@ -90,7 +98,7 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 8
     callback_timeout_seconds: float = 10.0
 
-    # Scheduling and quiet hours
+    # Scheduling and allowed time ranges
     default_timezone: str = Field(
         default="UTC", description="Zone for recipients without one (a project may override)."
     )

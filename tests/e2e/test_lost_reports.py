@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from herald.clock import ManualClock
 from herald.config import Settings
-from herald.dispatch.dispatcher import PRICE_PATIENCE, Dispatcher
+from herald.dispatch.loop import PRICE_PATIENCE, Dispatcher
 from herald.domain.polling import PollSchedule
 from herald.store.messages import Delivery
 from tests.e2e.helpers import FINAL, add_twilio_sender, send_sms

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from herald.api import twilio_status
+from herald.api.webhooks import twilio_status
 from herald.schemas.out.base import ErrorBody
 from herald.schemas.out.messages import BatchResult, MessageDetail, MessageList
 from tests.e2e.helpers import wait_status

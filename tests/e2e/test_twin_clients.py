@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.services.bots import record_inbound_activity
+from herald.services.bots.resource import record_inbound_activity
 from tests.e2e.helpers import add_meta_sender, add_twilio_sender, wait_status
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio import FakeTwilio

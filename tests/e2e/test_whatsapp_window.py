@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.services.bots import record_inbound_activity
+from herald.services.bots.resource import record_inbound_activity
 from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from herald.config import Settings
-from herald.services.bots import last_inbound_at, record_inbound_activity
-from herald.services.suppressions import (
+from herald.services.bots.resource import last_inbound_at, record_inbound_activity
+from herald.services.delivery.suppressions import (
     is_suppressed,
     record_suppression,
     refuse_suppressed,

@@ -11,9 +11,9 @@ from herald.bootstrap import Herald, build
 from herald.config import Settings
 from herald.domain.statuses import Status
 from herald.schemas.messages import CreateMessagesIn
-from herald.services.accepting import CreationPolicy, create_messages
+from herald.services.delivery.tracking import Changes, apply_status
+from herald.services.messages.accepting import CreationPolicy, create_messages
 from herald.services.projects import create_project
-from herald.services.tracking import Changes, apply_status
 from herald.store.messages import Delivery, Message
 from herald.store.rows import load_deliveries, rows_of
 

@@ -19,7 +19,7 @@ import pytest
 from herald.domain import phones
 from herald.domain import spreadsheets as sheets
 from herald.domain.phones import InvalidPhone
-from herald.services.sheet_reader import ReaderFailed, SheetReader
+from herald.services.tasks.reader import ReaderFailed, SheetReader
 from tests.spreadsheet_files import ODS_MANIFEST, write_ods, write_xls
 
 ROWS = [["Phone", "name", "city"], ["+79161234567", "Аня", "Москва"], ["+14155552671", "Bob", ""]]

@@ -1,4 +1,4 @@
-"""Scheduling, cancel races, quiet hours, validity and retries on real databases.
+"""Scheduling, cancel races, allowed time ranges, validity and retries on real databases.
 
 The clock is a ManualClock: tests move time instead of sleeping.
 """
@@ -16,11 +16,11 @@ from sqlalchemy import select, update
 from herald.bootstrap import Herald, build
 from herald.clock import ManualClock
 from herald.config import Settings
-from herald.dispatch.dispatcher import Dispatcher
+from herald.dispatch.loop import Dispatcher
 from herald.errors import Conflict, ValidationFailed
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
-from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.messages import cancel_messages, get_message
+from herald.services.messages.accepting import CreationPolicy, create_messages
+from herald.services.messages.reading import cancel_messages, get_message
 from herald.services.projects import create_project
 from herald.services.senders import NewSender, add_sender
 from herald.store.db import read_snapshot
@@ -213,7 +213,7 @@ async def test_cancel_racing_a_claim_is_never_both(
     assert len(fake.requests) == len(sent_texts)
 
 
-async def test_quiet_hours_in_the_recipients_zone(
+async def test_allowed_time_ranges_in_the_recipients_zone(
     herald: Herald, project: str, fake: FakeTwilio
 ) -> None:
     # 12:00 UTC is 15:00 in Moscow and 21:00 in Tokyo.
@@ -348,9 +348,10 @@ async def test_catch_up_after_downtime_in_due_order_once(
 
 @pytest.fixture
 async def paused(settings: Settings, fake: FakeTwilio) -> AsyncIterator[tuple[Herald, str]]:
-    """A Herald whose quiet hours pause validity, with a project sending through the fake."""
+    """A Herald whose allowed time ranges pause validity, sending through the fake."""
     graph = build(
-        settings.model_copy(update={"quiet_hours_pause_validity": True}), clock=ManualClock(START)
+        settings.model_copy(update={"allowed_time_ranges_pause_validity": True}),
+        clock=ManualClock(START),
     )
     try:
         async with graph.sessions() as session, session.begin():
@@ -374,7 +375,7 @@ async def paused(settings: Settings, fake: FakeTwilio) -> AsyncIterator[tuple[He
         await graph.aclose()
 
 
-async def test_quiet_hours_can_be_configured_to_pause_validity(
+async def test_allowed_time_ranges_can_be_configured_to_pause_validity(
     paused: tuple[Herald, str], fake: FakeTwilio
 ) -> None:
     graph, project_id = paused

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from herald.services.batching import GroupCommitter
+from herald.services.delivery.batching import GroupCommitter
 
 
 async def test_concurrent_items_share_a_batch_and_get_their_own_results() -> None:

@@ -21,7 +21,7 @@ from herald.domain.templates import (
     render_many,
     variables_of,
 )
-from herald.services.templates import TemplateSnapshot, merge_variables, render_channel
+from herald.services.templates.resource import TemplateSnapshot, merge_variables, render_channel
 
 # --- rendering ------------------------------------------------------------
 

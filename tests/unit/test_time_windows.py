@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herald.domain.time_windows import (
+from herald.domain.allowed_time_ranges import (
     InvalidTimeRange,
     TimeRange,
     is_allowed,

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from herald import __version__
-from herald.api import docs_pages, errors, nul_guard, openapi, routing, twilio_status
+from herald.api import docs_pages, errors, nul_guard, openapi, routing
 from herald.api.early_auth import KeyFirst
 from herald.api.limits import BodyLimits
 from herald.api.query import no_ignored_parameters
@@ -23,13 +23,14 @@ from herald.api.routes import (
     short_links,
     templates,
     webchat,
-    webhooks,
 )
 from herald.api.routes import tasks as task_routes
+from herald.api.webhooks import providers as provider_webhooks
+from herald.api.webhooks import twilio_status
 from herald.bootstrap import Herald, build, settle_after_start
 from herald.dispatch.callbacks import CallbackSender
-from herald.dispatch.dispatcher import Dispatcher
-from herald.services.task_import import TaskImports
+from herald.dispatch.loop import Dispatcher
+from herald.services.tasks.importing import TaskImports
 
 
 class HeraldApp(FastAPI):
@@ -107,7 +108,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     app.include_router(messages.groups_router)
     app.include_router(senders.router)
     app.include_router(project.router)
-    app.include_router(webhooks.router)
+    app.include_router(provider_webhooks.router)
     app.include_router(templates.router)
     app.include_router(short_links.router)
     app.include_router(bots.router)

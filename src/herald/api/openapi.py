@@ -9,7 +9,7 @@
   ``HTTPValidationError``, which Herald never sends; and as JSON, where FastAPI gives an
   error the media type of the route's success (the hosted chat page's HTML).
 * Twilio's status callback, which Herald answers ahead of FastAPI's routing
-  (:mod:`herald.api.twilio_status`).
+  (:mod:`herald.api.webhooks.twilio_status`).
 * Uploaded files as ``format: binary``: any bytes are a file. FastAPI says only
   ``contentMediaType``, which tools read as a string of text (so a number, sent as a file,
   would look like a schema violation that Herald accepted).
@@ -24,7 +24,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from herald.api import examples, twilio_status
+from herald.api import examples
+from herald.api.webhooks import twilio_status
 
 BEARER = "bearer"
 _SCHEMES = {

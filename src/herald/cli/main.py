@@ -183,7 +183,7 @@ def worker() -> None:
     """Run a dispatcher process: claims due messages from the database and sends them."""
     from herald.bootstrap import settle_after_start
     from herald.dispatch.callbacks import CallbackSender
-    from herald.dispatch.dispatcher import Dispatcher
+    from herald.dispatch.loop import Dispatcher
 
     settings = _settings()
     _migrate(settings)

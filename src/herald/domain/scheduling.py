@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from herald.domain.time_windows import TimeRange, next_allowed
+from herald.domain.allowed_time_ranges import TimeRange, next_allowed
 
 MAX_VALIDITY_MINUTES = 7 * 24 * 60
 
@@ -105,7 +105,7 @@ def validity_end(start: datetime, minutes: int | None) -> datetime | None:
 @dataclass(frozen=True, slots=True)
 class Due:
     at: datetime  # when the dispatcher should look at it
-    held_by_quiet_hours: bool
+    held_outside_allowed_ranges: bool
 
 
 def first_due(

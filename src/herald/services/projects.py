@@ -17,7 +17,7 @@ from herald.domain.signatures import WEBHOOK_SECRET_PREFIX
 from herald.domain.timezones import InvalidTimeZone, load_zone
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from herald.services.provider_aliases import checked_aliases
+from herald.services.messages.provider_aliases import checked_aliases
 from herald.services.url_checks import refuse_url
 from herald.services.vault import Vault
 from herald.store.projects import Project

@@ -14,7 +14,7 @@ from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import Offset
 from herald.api.responses import API, JSON_BODY, errors
 from herald.api.routes.webchat import script_url, snippet
-from herald.api.routes.webhooks import EMPTY_TWIML, public_url_of
+from herald.api.webhooks.providers import EMPTY_TWIML, public_url_of
 from herald.bootstrap import bot_backend_client
 from herald.schemas.messages import WireModel
 from herald.schemas.out.bots import (
@@ -27,9 +27,9 @@ from herald.schemas.out.bots import (
     SuppressionList,
     SuppressionOut,
 )
-from herald.services import bots as service
-from herald.services import suppressions
-from herald.services.accepting import CreationPolicy
+from herald.services.bots import resource as service
+from herald.services.delivery import suppressions
+from herald.services.messages.accepting import CreationPolicy
 from herald.store.bots import Bot, Suppression
 
 router = APIRouter(tags=["bots"])

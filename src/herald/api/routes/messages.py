@@ -40,8 +40,10 @@ from herald.schemas.out.messages import (
     MessageItem,
     MessageList,
 )
-from herald.services import accepting, client_callbacks, projects
-from herald.services import messages as service
+from herald.services import projects
+from herald.services.messages import accepting
+from herald.services.messages import callback_log as client_callbacks
+from herald.services.messages import reading as service
 from herald.store.db import read_snapshot
 from herald.store.idempotency import IdempotentRequest
 

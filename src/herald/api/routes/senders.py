@@ -16,7 +16,7 @@ from herald.errors import ValidationFailed
 from herald.schemas.messages import WireModel
 from herald.schemas.out.project import SenderList, SenderOut, TelegramWebhook
 from herald.services import senders as service
-from herald.services.telegram_inbound import webhook_info
+from herald.services.bots.telegram_inbound import webhook_info
 from herald.store.senders import Sender
 
 router = APIRouter(prefix="/api/v1/senders", tags=["senders"])

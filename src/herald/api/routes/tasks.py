@@ -34,10 +34,10 @@ from herald.schemas.messages import id_list, pydantic_code
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.tasks import TaskItem, TaskList, TaskReport, TaskState, TaskStatus
 from herald.services import projects
-from herald.services import task_files as files
-from herald.services import task_import as importer
-from herald.services import tasks as service
-from herald.services.accepting import CreationPolicy
+from herald.services.messages.accepting import CreationPolicy
+from herald.services.tasks import files
+from herald.services.tasks import importing as importer
+from herald.services.tasks import lifecycle as service
 from herald.store.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])

@@ -14,9 +14,9 @@ from herald.api.twin_lists import listed_response, sort_query
 from herald.schemas.messages import Scalar, WireModel
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.templates import Preview, TemplateList, TemplateOut, VersionList
-from herald.services import templates as service
-from herald.services.rendering import budget_from_settings
 from herald.services.short_links import short_link_base
+from herald.services.templates import resource as service
+from herald.services.templates.rendering import budget_from_settings
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 

@@ -28,8 +28,8 @@ from herald.domain import webchat as rules
 from herald.errors import Forbidden, HeraldError, NotFound
 from herald.schemas.messages import WireModel
 from herald.schemas.out.bots import VisitorOut, VisitorSnippet
-from herald.services import webchat as service
-from herald.services.bots import get_bot
+from herald.services.bots import webchat as service
+from herald.services.bots.resource import get_bot
 
 log = logging.getLogger("herald.webchat")
 

@@ -15,8 +15,8 @@ from herald.channels.twilio import STATUS_MAP, is_later_status, more_info_url
 from herald.domain.signatures import verify_twilio_signature
 from herald.domain.statuses import FINAL, Status
 from herald.errors import Conflict, Forbidden, HeraldError, NotFound
-from herald.services.suppressions import OPT_OUT_CODES
-from herald.services.tracking import Changes, ErrorInfo, apply_status
+from herald.services.delivery.suppressions import OPT_OUT_CODES
+from herald.services.delivery.tracking import Changes, ErrorInfo, apply_status
 from herald.services.vault import Vault
 from herald.store.rows import (
     ATTEMPTS,

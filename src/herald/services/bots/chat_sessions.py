@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.errors import ValidationFailed
 from herald.schemas.messages import ChatChannelIn, DestinationIn, RichChannelIn, SmsChannelIn
-from herald.services.conversations import add_message, conversation_for
+from herald.services.bots.conversations import add_message, conversation_for
 from herald.services.problems import Problems
 from herald.services.senders import SenderDirectory
 from herald.store.bots import Bot, Conversation

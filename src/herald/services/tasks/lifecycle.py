@@ -41,11 +41,11 @@ from herald.schemas.messages import (
     WireModel,
     pydantic_code,
 )
-from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.chat_sessions import messenger_channel
-from herald.services.message_plans import ADDRESS_FIELD, SUPPORTED_CHANNELS
-from herald.services.messages import cancel_messages
-from herald.services.templates import load_template
+from herald.services.bots.chat_sessions import messenger_channel
+from herald.services.messages.accepting import CreationPolicy, create_messages
+from herald.services.messages.plans import ADDRESS_FIELD, SUPPORTED_CHANNELS
+from herald.services.messages.reading import cancel_messages
+from herald.services.templates.resource import load_template
 from herald.store.base import UTCDateTime, new_id
 from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Delivery, Message
@@ -406,7 +406,7 @@ async def attach_file(
 
 
 async def _release(session: AsyncSession, project_id: str, task_id: str, now: datetime) -> None:
-    """Give held deliveries a due time again; the dispatcher re-applies quiet hours and
+    """Give held deliveries a due time again; the dispatcher re-applies allowed time ranges and
     validity when it claims them."""
     due = (
         select(func.coalesce(Message.send_at, literal(now, UTCDateTime())))

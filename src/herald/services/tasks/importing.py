@@ -23,10 +23,8 @@ from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
 from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
-from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.sheet_reader import ReaderFailed, SheetReader
-from herald.services.task_rows import ImportRow, claim, destination_of
-from herald.services.tasks import (
+from herald.services.messages.accepting import CreationPolicy, create_messages
+from herald.services.tasks.lifecycle import (
     DEST_PATH,
     IMPORTING,
     TASK_ROWS,
@@ -35,7 +33,9 @@ from herald.services.tasks import (
     task_channels,
     task_file,
 )
-from herald.services.templates import variables_in
+from herald.services.tasks.reader import ReaderFailed, SheetReader
+from herald.services.tasks.rows import ImportRow, claim, destination_of
+from herald.services.templates.resource import variables_in
 from herald.store.db import is_postgres
 from herald.store.tasks import Task, TaskRow, settle_tasks
 

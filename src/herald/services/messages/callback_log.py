@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.errors import NotFound
-from herald.services.views import iso
+from herald.services.messages.views import iso
 from herald.store.callbacks import callbacks_of
 from herald.store.messages import Message
 

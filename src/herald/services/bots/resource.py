@@ -40,16 +40,16 @@ from herald.domain.signatures import herald_signature, verify_twilio_signature
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
-from herald.services.accepting import CreationPolicy, create_messages
-from herald.services.conversations import add_message, conversation_for, inbound_seen
-from herald.services.projects import UNSET, Unset
-from herald.services.senders import NewSender, add_sender
-from herald.services.suppressions import (
+from herald.services.bots.conversations import add_message, conversation_for, inbound_seen
+from herald.services.delivery.suppressions import (
     bare,
     is_suppressed,
     lift_suppression,
     record_suppression,
 )
+from herald.services.messages.accepting import CreationPolicy, create_messages
+from herald.services.projects import UNSET, Unset
+from herald.services.senders import NewSender, add_sender
 from herald.services.url_checks import refuse_url
 from herald.services.vault import Vault
 from herald.store.bots import Bot, ContactActivity, Conversation, ConversationMessage

@@ -16,9 +16,9 @@ from herald.channels.whatsapp_meta import (
 )
 from herald.domain.statuses import Status
 from herald.errors import Forbidden, InvalidRequest, NotFound
-from herald.services.bots import record_inbound_activity
-from herald.services.provider_reports import note_late_report, note_provider_status
-from herald.services.tracking import Changes, ErrorInfo, apply_status
+from herald.services.bots.resource import record_inbound_activity
+from herald.services.delivery.tracking import Changes, ErrorInfo, apply_status
+from herald.services.delivery.twilio_reports import note_late_report, note_provider_status
 from herald.services.vault import Vault
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message

@@ -1,7 +1,7 @@
 """Provider webhooks. Signatures are checked before anything is read from the database.
 
 Twilio's status callbacks are not here: they are answered before FastAPI's routing, in
-``herald.api.twilio_status``.
+``herald.api.webhooks.twilio_status``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from fastapi import APIRouter, Header, Request, Response
 from herald.api.deps import HeraldDep
 from herald.api.responses import Responses, errors
 from herald.bootstrap import bot_backend_client
-from herald.services.accepting import CreationPolicy
-from herald.services.meta_reports import apply_meta_webhook, confirm_subscription
-from herald.services.telegram_inbound import handle_update
+from herald.services.bots.telegram_inbound import handle_update
+from herald.services.delivery.meta_reports import apply_meta_webhook, confirm_subscription
+from herald.services.messages.accepting import CreationPolicy
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

@@ -27,8 +27,8 @@ from herald.domain.statuses import (
     is_final,
     message_status,
 )
-from herald.services.suppressions import record_suppression
-from herald.services.views import callback_payload
+from herald.services.delivery.suppressions import record_suppression
+from herald.services.messages.views import callback_payload
 from herald.store.base import new_id
 from herald.store.bulk import insert_many, update_many
 from herald.store.callbacks import ClientCallback, last_callbacks

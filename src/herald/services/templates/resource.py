@@ -8,9 +8,9 @@ The seam message creation uses:
   fields (the request wins per field) and renders every content field;
 * :func:`template_error` turns a domain :class:`~herald.domain.templates.TemplateProblem` into
   the API's 422;
-* every render has a budget (:func:`~herald.services.rendering.budget_from_settings`), and
+* every render has a budget (:func:`~herald.services.templates.rendering.budget_from_settings`), and
   the API's renders and compile checks run off the event loop
-  (:func:`~herald.services.rendering.off_loop`);
+  (:func:`~herald.services.templates.rendering.off_loop`);
 * short links: :func:`shorten_text` and :func:`save_short_links` (re-exported from
   :mod:`herald.services.short_links`).
 """
@@ -31,7 +31,6 @@ from herald.domain.links import rewrite_urls
 from herald.domain.segments import SMS_MAX_CHARACTERS, analyze, smart_encode
 from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import Scalar
-from herald.services.rendering import off_loop, with_setting
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import (
     CODE_LENGTH,
@@ -45,6 +44,7 @@ from herald.services.short_links import (
     save_short_links_many,
     shorten_text,
 )
+from herald.services.templates.rendering import off_loop, with_setting
 from herald.store.base import new_id
 from herald.store.templates import Template, TemplateVersion
 

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
 from herald.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
-from herald.services.message_plans import SUPPORTED_CHANNELS
-from herald.services.tasks import destination_columns, find_task, task_channels
-from herald.services.templates import load_template, variables_in
+from herald.services.messages.plans import SUPPORTED_CHANNELS
+from herald.services.tasks.lifecycle import destination_columns, find_task, task_channels
+from herald.services.templates.resource import load_template, variables_in
 from herald.store.messages import Delivery, Message
 from herald.store.tasks import TaskRow
 

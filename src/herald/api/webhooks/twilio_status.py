@@ -16,10 +16,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from herald.api.errors import INTERNAL_ERROR, error_response, method_not_allowed
-from herald.api.routes.webhooks import EMPTY_TWIML, public_url
+from herald.api.webhooks.providers import EMPTY_TWIML, public_url
 from herald.bootstrap import Herald
 from herald.errors import HeraldError
-from herald.services.provider_reports import TwilioReport
+from herald.services.delivery.twilio_reports import TwilioReport
 
 log = logging.getLogger("herald.api")
 

@@ -14,7 +14,7 @@ from herald.domain.segments import SMS_MAX_CHARACTERS, count_segments, smart_enc
 from herald.domain.templates import DEFAULT_BUDGET, MissingVariables, RenderBudget, TemplateProblem
 from herald.schemas.messages import Scalar
 from herald.services.short_links import PlannedLink, shorten_text
-from herald.services.templates import TemplateSnapshot, render_channel
+from herald.services.templates.resource import TemplateSnapshot, render_channel
 
 
 @dataclass(frozen=True, slots=True)

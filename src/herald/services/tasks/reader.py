@@ -6,7 +6,7 @@ the GIL, with storing the messages; in a reader process they run beside it. The 
 streams checked rows in batches over a pipe whose small buffer keeps it about one batch
 ahead, so memory stays flat however large the file.
 
-Run as ``python -m herald.services.sheet_reader '<json arguments>'``; it writes
+Run as ``python -m herald.services.tasks.reader '<json arguments>'``; it writes
 length-prefixed pickled frames to stdout: ``("header", columns)``, then ``("rows", rows,
 phone checks)`` per batch, then ``("end",)``, or ``("problem", message, code)`` when the
 file cannot be read.
@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from herald.domain import phones
 from herald.domain import spreadsheets as sheets
-from herald.services.task_rows import ImportRow, check_row
+from herald.services.tasks.rows import ImportRow, check_row
 
 _LENGTH = struct.Struct("!I")
 # calamine holds a workbook's first sheet whole, sized by its cells' range: a tiny ODS or XLSX
@@ -136,7 +136,7 @@ class SheetReader:
             sys.executable,
             "-P",  # not the working directory first on sys.path: nothing there may shadow us
             "-m",
-            "herald.services.sheet_reader",
+            "herald.services.tasks.reader",
             json.dumps(args),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -11,10 +11,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.config import Settings
+from herald.domain.allowed_time_ranges import InvalidTimeRange, TimeRange, parse_ranges
 from herald.domain.scheduling import InvalidSchedule, first_due, parse_send_at, validity_end
 from herald.domain.statuses import Status
 from herald.domain.templates import DEFAULT_BUDGET, RenderBudget, TemplateTooExpensive
-from herald.domain.time_windows import InvalidTimeRange, TimeRange, parse_ranges
 from herald.domain.timezones import InvalidTimeZone, load_zone, resolve_zone
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, NotFound, ValidationFailed
@@ -22,8 +22,8 @@ from herald.schemas.messages import (
     CreateMessagesIn,
     MessageIn,
 )
-from herald.services.chat_sessions import open_chat_sessions
-from herald.services.message_plans import (
+from herald.services.bots.chat_sessions import open_chat_sessions
+from herald.services.messages.plans import (
     Recipient,
     Step,
     channel_specs,
@@ -31,7 +31,6 @@ from herald.services.message_plans import (
     resolve_steps,
 )
 from herald.services.problems import Problems
-from herald.services.rendering import budget_from_settings, off_loop
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import (
     LinkBatch,
@@ -40,7 +39,8 @@ from herald.services.short_links import (
     save_short_links_many,
     short_link_base,
 )
-from herald.services.templates import TemplateSnapshot, load_template
+from herald.services.templates.rendering import budget_from_settings, off_loop
+from herald.services.templates.resource import TemplateSnapshot, load_template
 from herald.services.url_checks import url_problem
 from herald.store.base import new_id
 from herald.store.bulk import insert_many
@@ -131,7 +131,7 @@ class CreationPolicy:
     # How long a channel that is not the cascade's last waits for a delivery report when the
     # request gives it no validityPeriod.
     cascade_wait_minutes: int = 60
-    quiet_hours_pause_validity: bool = False
+    allowed_time_ranges_pause_validity: bool = False
     # Which private hosts callbackUrl may name (none unless the installation says so).
     urls: UrlPolicy = PUBLIC_ONLY
     # What one render of a message's text may spend.
@@ -145,7 +145,7 @@ class CreationPolicy:
             short_link_base=short_link_base(settings),
             link_retention=retention_of(settings),
             cascade_wait_minutes=settings.cascade_wait_minutes,
-            quiet_hours_pause_validity=settings.quiet_hours_pause_validity,
+            allowed_time_ranges_pause_validity=settings.allowed_time_ranges_pause_validity,
             urls=settings.url_policy,
             render_budget=budget_from_settings(settings),
         )
@@ -359,7 +359,7 @@ async def plan_messages(
                 project_id,
                 project_zone,
                 now=now,
-                pause_validity=policy.quiet_hours_pause_validity,
+                pause_validity=policy.allowed_time_ranges_pause_validity,
                 held=held,
             )
             first = recipient.contents[0].step.channel
@@ -501,7 +501,7 @@ def _store_recipient(
                 due = first_due(earliest, timing.ranges, zone.zone, expires_at)
             due_at = due.at
             status = Status.SCHEDULED if due.at > now else Status.QUEUED
-            if due.held_by_quiet_hours:
+            if due.held_outside_allowed_ranges:
                 local = due.at.astimezone(zone.zone)
                 detail = (
                     f"outside the allowed hours; due {local:%Y-%m-%d %H:%M} "

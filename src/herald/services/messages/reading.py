@@ -18,11 +18,11 @@ from herald.schemas.messages import (
     CancelMessagesIn,
     id_list,
 )
+from herald.services.delivery.tracking import Changes, apply_status
+from herald.services.messages.views import delivery_item, iso, message_item
 from herald.services.short_links import (
     link_stats_for_messages,
 )
-from herald.services.tracking import Changes, apply_status
-from herald.services.views import delivery_item, iso, message_item
 from herald.store.db import is_postgres, read_snapshot
 from herald.store.messages import Attempt, Delivery, Message, StatusEvent
 from herald.store.rows import DeliveryRow, MessageRow, rows_of

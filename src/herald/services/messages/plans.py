@@ -4,7 +4,7 @@ Channels are tried in the order the request (or, without one, the template) list
 recipient only gets the channels it has an address for: SMS and WhatsApp need ``phone``,
 e-mail ``email``, Telegram ``messengerUserId`` (the chat id), the web chat
 ``messengerUserId`` (the visitor's id). A ``chat`` channel (a session with a bot) becomes one
-of those per person: see :mod:`herald.services.chat_sessions`.
+of those per person: see :mod:`herald.services.bots.chat_sessions`.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from herald.schemas.messages import (
     SmsChannelIn,
     pydantic_code,
 )
-from herald.services.chat_sessions import BOT_KEY, resolve_chat
-from herald.services.composition import CompositionProblem, compose_rich, compose_sms
+from herald.services.bots.chat_sessions import BOT_KEY, resolve_chat
+from herald.services.messages.composition import CompositionProblem, compose_rich, compose_sms
+from herald.services.messages.provider_aliases import UnknownProvider, herald_provider, serves
 from herald.services.problems import Problems
-from herald.services.provider_aliases import UnknownProvider, herald_provider, serves
 from herald.services.senders import SenderDirectory
 from herald.services.short_links import PlannedLink
-from herald.services.templates import TemplateSnapshot, merge_variables
+from herald.services.templates.resource import TemplateSnapshot, merge_variables
 from herald.store.senders import Sender
 
 SUPPORTED_CHANNELS = ("sms", "email", "telegram", "whatsapp", "chat")
@@ -222,7 +222,7 @@ async def resolve_steps(
     """Each channel with the sender it goes out through.
 
     ``aliases``: the project's TWIN provider names → Herald providers (see
-    :mod:`herald.services.provider_aliases`).
+    :mod:`herald.services.messages.provider_aliases`).
     """
     aliases = aliases or {}
     steps = []

@@ -30,15 +30,15 @@ from herald.channels.webchat import BotGone
 from herald.domain import webchat as rules
 from herald.domain.statuses import Status
 from herald.errors import Forbidden, NotFound, ValidationFailed
-from herald.services.bots import (
+from herald.services.bots.conversations import add_message, conversation_for, inbound_seen
+from herald.services.bots.resource import (
     Decision,
     call_backend,
     plan_answer,
     record_inbound_activity,
     record_replies,
 )
-from herald.services.conversations import add_message, conversation_for, inbound_seen
-from herald.services.tracking import Changes, apply_status
+from herald.services.delivery.tracking import Changes, apply_status
 from herald.services.vault import Vault
 from herald.store.bots import Bot, Conversation, ConversationMessage
 from herald.store.db import is_postgres

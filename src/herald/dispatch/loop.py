@@ -30,16 +30,16 @@ from herald.channels.base import (
     Receipt,
     SenderAccount,
 )
+from herald.domain.allowed_time_ranges import TimeRange, is_allowed, parse_ranges
 from herald.domain.polling import PollSchedule
 from herald.domain.retry import RetryPolicy
 from herald.domain.scheduling import first_due
 from herald.domain.statuses import Status
-from herald.domain.time_windows import TimeRange, is_allowed, parse_ranges
-from herald.services.bots import last_inbound_at
-from herald.services.provider_reports import PRICED, apply_reported, note_provider_status
+from herald.services.bots.resource import last_inbound_at
+from herald.services.delivery.suppressions import OPT_OUT_CODES, refuse_suppressed
+from herald.services.delivery.tracking import Changes, ErrorInfo, apply_status
+from herald.services.delivery.twilio_reports import PRICED, apply_reported, note_provider_status
 from herald.services.senders import account_of
-from herald.services.suppressions import OPT_OUT_CODES, refuse_suppressed
-from herald.services.tracking import Changes, ErrorInfo, apply_status
 from herald.store.queue import SENDABLE, Claimed, claim_due
 from herald.store.rows import (
     ATTEMPTS,
@@ -373,7 +373,7 @@ class Dispatcher:
             if d.expires_at is not None and now >= d.expires_at:
                 self._expire(changes, d, m, now, "it could not be sent within its validity period")
                 return None
-            held = self._hold_for_quiet_hours(changes, d, m, now)
+            held = self._hold_outside_allowed_ranges(changes, d, m, now)
             if held:
                 return None
             use_template = False
@@ -507,7 +507,7 @@ class Dispatcher:
         d.next_attempt_at = None
         d.lease_owner = None
 
-    def _hold_for_quiet_hours(
+    def _hold_outside_allowed_ranges(
         self, changes: Changes, d: DeliveryRow, m: MessageRow, now: datetime
     ) -> bool:
         """Push a due delivery to its recipient's next allowed time; True if it was pushed.
@@ -521,7 +521,7 @@ class Dispatcher:
         zone = ZoneInfo(m.timezone or self.settings.default_timezone)
         if is_allowed(now, ranges, zone):
             return False
-        if self.settings.quiet_hours_pause_validity:
+        if self.settings.allowed_time_ranges_pause_validity:
             due = first_due(now, ranges, zone, None)
             if d.expires_at is not None:
                 d.expires_at += due.at - now  # the night does not count against validity
