@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -50,6 +51,33 @@ def start_fake_twilio() -> tuple[subprocess.Popen[str], str]:
         proc.kill()
         raise RuntimeError(f"fake Twilio did not start: {line!r}")
     return proc, line.split(" ", 1)[1]
+
+
+def herald_env(workdir: Path, port: int, database_url: str | None, **extra: str) -> dict[str, str]:
+    """The settings a benchmark's Herald runs with: its database (SQLite in `workdir` unless
+    given), its public URL on `port`, and `extra` (`HERALD_*` names)."""
+    return {
+        "HERALD_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / 'herald.db'}",
+        "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **extra,
+    }
+
+
+def create_project(workdir: Path, env: dict[str, str], *, inherit_env: bool = False) -> str:
+    """Create the "bench" project with the CLI; its API key.
+
+    Without `inherit_env` the CLI sees only `env` (and no PATH), as a clean deployment would.
+    """
+    created = subprocess.run(
+        [str(BIN / "herald"), "projects", "create", "bench", "--json"],
+        cwd=workdir,
+        env={**os.environ, **env} if inherit_env else {**env, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    api_key: str = json.loads(created.stdout)["apiKey"]
+    return api_key
 
 
 def start_herald(workdir: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

@@ -39,7 +39,8 @@ from herald.dispatch.loop import Dispatcher
 from herald.domain.signatures import twilio_signature
 from herald.services.delivery.twilio_reports import TwilioReport
 from herald.services.projects import create_project
-from herald.services.senders import NewSender, add_sender
+from herald.services.sender_accounts import NewSender
+from herald.services.senders import add_sender
 from herald.store.migrate import upgrade
 
 FROM = "+15005550006"

@@ -19,7 +19,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from herald.domain.segments import analyze
-from herald.services.templates.resource import TemplateSnapshot, render_channel, shorten_text
+from herald.services.short_links import shorten_text
+from herald.services.templates.rendering import TemplateSnapshot, render_channel
 
 TEXT = (
     "Hi {{ name }}, your order {{ order }} of {{ total|money('RUB') }} ships on "

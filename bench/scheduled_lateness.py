@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,9 +26,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    BIN,
     add_fake_twilio_sender,
+    create_project,
     free_port,
+    herald_env,
     post_messages,
     start_fake_twilio,
     start_herald,
@@ -87,21 +86,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             port = free_port()
-            env = {
-                "HERALD_DATABASE_URL": args.database_url
-                or f"sqlite+aiosqlite:///{workdir / 'herald.db'}",
-                "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                "HERALD_SECRET_KEY_FILE": str(workdir / "herald.key"),
-            }
-            created = subprocess.run(
-                [str(BIN / "herald"), "projects", "create", "bench", "--json"],
-                cwd=workdir,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                check=True,
+            env = herald_env(
+                workdir,
+                port,
+                args.database_url,
+                HERALD_SECRET_KEY_FILE=str(workdir / "herald.key"),
             )
-            api_key = json.loads(created.stdout)["apiKey"]
+            api_key = create_project(workdir, env, inherit_env=True)
             if args.workers:
                 env["HERALD_RUN_DISPATCHER"] = "false"
             herald = start_herald(workdir, env, port)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     ACCOUNT_SID,
     AUTH_TOKEN,
-    BIN,
     LOOPBACK_HOSTS,
     add_fake_twilio_sender,
     cpu_seconds,
+    create_project,
     free_port,
+    herald_env,
     post_messages,
     start_fake_twilio,
     start_herald,
@@ -113,20 +112,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             port = free_port()
-            env = {
-                "HERALD_DATABASE_URL": args.database_url
-                or f"sqlite+aiosqlite:///{workdir / 'herald.db'}",
-                "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            }
-            created = subprocess.run(
-                [str(BIN / "herald"), "projects", "create", "bench", "--json"],
-                cwd=workdir,
-                env={**env, "PATH": ""},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            api_key = json.loads(created.stdout)["apiKey"]
+            env = herald_env(workdir, port, args.database_url)
+            api_key = create_project(workdir, env)
             if args.workers:
                 env["HERALD_RUN_DISPATCHER"] = "false"
             herald = start_herald(workdir, env, port)

@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,10 +27,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    BIN,
+    add_fake_twilio_sender,
+    create_project,
     free_port,
+    herald_env,
     start_fake_twilio,
     start_herald,
     stop,
@@ -92,18 +90,7 @@ async def run_one(
 ) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {api_key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=1800) as client:
-        r = await client.post(
-            "/api/v1/senders",
-            json={
-                "channel": "sms",
-                "provider": "twilio",
-                "from": "+15005550006",
-                "accountSid": ACCOUNT_SID,
-                "authToken": AUTH_TOKEN,
-                "baseUrl": fake,
-            },
-        )
-        r.raise_for_status()
+        await add_fake_twilio_sender(client, fake)
         r = await client.post(
             "/api/v1/templates",
             json={"name": "bench", "channels": {"sms": {"text": "Hi {{ name }}, code {{ code }}"}}},
@@ -182,21 +169,10 @@ def main() -> None:
                     flush=True,
                 )
                 port = free_port()
-                env = {
-                    "HERALD_DATABASE_URL": args.database_url
-                    or f"sqlite+aiosqlite:///{workdir / 'herald.db'}",
-                    "HERALD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                    "HERALD_DATA_DIR": str(workdir / "data"),
-                }
-                created = subprocess.run(
-                    [str(BIN / "herald"), "projects", "create", "bench", "--json"],
-                    cwd=workdir,
-                    env={**env, "PATH": ""},
-                    capture_output=True,
-                    text=True,
-                    check=True,
+                env = herald_env(
+                    workdir, port, args.database_url, HERALD_DATA_DIR=str(workdir / "data")
                 )
-                api_key = json.loads(created.stdout)["apiKey"]
+                api_key = create_project(workdir, env)
                 herald = start_herald(workdir, env, port)
                 try:
                     results[fmt] = asyncio.run(

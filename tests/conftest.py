@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 
 from herald.config import Settings
 from herald.store.migrate import upgrade
+from tests.fakes.twilio import FakeTwilio
 from tests.servers import make_settings
 
 PG_ADMIN_DSN = os.environ.get("HERALD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -99,3 +100,10 @@ def secret_key() -> str:
 @pytest.fixture
 def settings(database_url: str, secret_key: str) -> Settings:
     return make_settings(database_url, secret_key)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    """A fake Twilio on a free port (end-to-end and API tests point their senders at it)."""
+    with FakeTwilio() as twilio:
+        yield twilio

@@ -1,4 +1,4 @@
-"""Real servers for tests: Herald itself and a client-callback receiver, on 127.0.0.1."""
+"""Real servers for tests: Herald itself and webhook receivers, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -156,3 +158,62 @@ async def callback_receiver(fail_first: int = 0) -> AsyncIterator[CallbackReceiv
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One POST a `ThreadedReceiver` got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (form bodies are ASCII)."""
+        return self.body.decode()
+
+
+class ThreadedReceiver:
+    """A plain HTTP server on its own thread standing in for Herald's webhook endpoints.
+
+    For tests of the fakes, which run no event loop: it records every POST, and answers the
+    next `failing` of them with a 503.
+    """
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.failing = 0
+        hits, receiver = self.hits, self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                hits.append(Hit(self.path, dict(self.headers.items()), self.rfile.read(length)))
+                failing, receiver.failing = receiver.failing > 0, max(0, receiver.failing - 1)
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop serving and wait for the thread."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

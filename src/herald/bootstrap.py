@@ -24,7 +24,7 @@ from herald.config import Settings
 from herald.errors import HeraldError
 from herald.services.bots.webchat import DbOutbox, WebChatHub
 from herald.services.delivery.batching import GroupCommitter
-from herald.services.delivery.twilio_reports import TwilioReport, apply_twilio_reports
+from herald.services.delivery.twilio_reports import TwilioReport, report_batches
 from herald.services.vault import KeyProblem, Vault
 from herald.store.db import create_engine, session_factory
 from herald.store.projects import Project
@@ -47,18 +47,12 @@ class Herald:
     webchat: WebChatHub = field(init=False)
 
     def __post_init__(self) -> None:
-        self.twilio_reports = GroupCommitter(self._apply_twilio_reports)
+        delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
+        self.twilio_reports = GroupCommitter(
+            report_batches(self.sessions, self.vault, price_fetch_delay=delay)
+        )
         self.webchat = WebChatHub(self.sessions)
         self.adapters.setdefault("webchat", WebChat(DbOutbox(self.sessions, self.webchat.wake)))
-
-    async def _apply_twilio_reports(
-        self, reports: list[TwilioReport]
-    ) -> list[bool | HeraldError | Exception]:
-        async with self.sessions() as session, session.begin():
-            delay = timedelta(seconds=self.settings.price_fetch_delay_seconds)
-            return list(
-                await apply_twilio_reports(session, self.vault, reports, price_fetch_delay=delay)
-            )
 
     async def aclose(self) -> None:
         await self.twilio_reports.aclose()

@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     )
 
     # Failed authentication, per client address and process: a burst, then a slow trickle.
+    # (Settings below look alike, Field(default, bound, description): each is its own knob.)
     failed_auth_burst: int = Field(
         default=10,
         ge=1,

@@ -37,6 +37,8 @@ class HeraldError(Exception):
         self.details = details or {}
 
 
+# One class per row of the tree above, each two class attributes: alike on purpose, since a
+# class per status is what ``except NotFound`` and the handler's one lookup need.
 class InvalidRequest(HeraldError):
     status_code = 400
     default_code = "invalid_request"

@@ -1,24 +1,18 @@
-"""Fixtures most end-to-end tests share: the fake Twilio, a running Herald, an API client.
+"""Fixtures most end-to-end tests share: a running Herald and an API client (the fake Twilio
+they talk to is the root conftest's `fake`).
 
 A test module that needs more (a sender registered, other fakes) overrides them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from herald.config import Settings
-from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald, running_herald
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
 
 
 @pytest.fixture

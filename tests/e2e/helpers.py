@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
 
@@ -28,38 +29,63 @@ async def wait_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes], l
             await asyncio.sleep(0.1)
 
 
-async def add_twilio_sender(
-    client: httpx.AsyncClient,
+def twilio_sender_body(
     fake: FakeTwilio,
     *,
+    channel: str = "sms",
+    provider: str = "twilio",
     from_: str = "+15005550006",
     base_url: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "sms",
-            "provider": "twilio",
-            "from": from_,
-            "accountSid": fake.account_sid,
-            "authToken": fake.auth_token,
-            "baseUrl": base_url or fake.base_url,
-            **extra,
-        },
-    )
+    """The JSON that registers a sender on the fake Twilio (SMS unless told WhatsApp)."""
+    return {
+        "channel": channel,
+        "provider": provider,
+        "from": from_,
+        "accountSid": fake.account_sid,
+        "authToken": fake.auth_token,
+        "baseUrl": base_url or fake.base_url,
+        **extra,
+    }
+
+
+async def add_sender(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Register a sender through the API; its JSON as created."""
+    response = await client.post("/api/v1/senders", json=body)
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
     return data
+
+
+async def add_twilio_sender(
+    client: httpx.AsyncClient, fake: FakeTwilio, **options: Any
+) -> dict[str, Any]:
+    """A sender on the fake Twilio; `options` as `twilio_sender_body` takes them."""
+    return await add_sender(client, twilio_sender_body(fake, **options))
+
+
+async def add_telegram_sender(client: httpx.AsyncClient, telegram: FakeTelegram) -> dict[str, Any]:
+    """A Telegram bot sender on the fake Bot API."""
+    return await add_sender(
+        client,
+        {
+            "channel": "telegram",
+            "provider": "telegram",
+            "from": "@acme_bot",
+            "botToken": telegram.token,
+            "baseUrl": telegram.base_url,
+        },
+    )
 
 
 async def add_meta_sender(
     client: httpx.AsyncClient, meta: FakeMetaWhatsApp, herald_url: str
 ) -> dict[str, Any]:
     """A Meta WhatsApp sender on the fake, whose webhooks the fake then posts to Herald."""
-    response = await client.post(
-        "/api/v1/senders",
-        json={
+    data = await add_sender(
+        client,
+        {
             "channel": "whatsapp",
             "provider": "meta-whatsapp",
             "from": "+14155550111",
@@ -70,8 +96,6 @@ async def add_meta_sender(
             "baseUrl": meta.base_url,
         },
     )
-    assert response.status_code == 201, response.text
-    data: dict[str, Any] = response.json()
     meta.webhook_url = f"{herald_url}/webhooks/meta/whatsapp/{data['id']}"
     return data
 

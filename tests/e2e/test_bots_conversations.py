@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from herald.services.bots.resource import last_inbound_at
 from herald.services.delivery.suppressions import refuse_suppressed
+from herald.store.bots import last_inbound_at
 from tests.e2e.helpers import wait_status
 from tests.fakes.twilio import FakeTwilio, twilio_signature
 from tests.servers import RunningHerald, _serve, free_port

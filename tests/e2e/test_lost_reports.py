@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from herald.clock import ManualClock
 from herald.config import Settings
-from herald.dispatch.loop import PRICE_PATIENCE, Dispatcher
+from herald.dispatch.loop import Dispatcher
 from herald.domain.polling import PollSchedule
+from herald.services.delivery.outcomes import PRICE_PATIENCE
 from herald.store.messages import Delivery
 from tests.e2e.helpers import FINAL, add_twilio_sender, send_sms
 from tests.fakes.twilio import FakeTwilio

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import add_twilio_sender
+from tests.e2e.helpers import add_twilio_sender, twilio_sender_body
 from tests.e2e.test_bots_conversations import BOT_NUMBER
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald
@@ -40,14 +40,7 @@ def _wrong_type(response: httpx.Response, path: str) -> None:
 async def test_a_sender_rate_limit_is_a_number(
     client: httpx.AsyncClient, fake: FakeTwilio, value: Any
 ) -> None:
-    twilio = {
-        "channel": "sms",
-        "provider": "twilio",
-        "from": "+15005550006",
-        "accountSid": fake.account_sid,
-        "authToken": fake.auth_token,
-        "baseUrl": fake.base_url,
-    }
+    twilio = twilio_sender_body(fake)
     _wrong_type(
         await client.post("/api/v1/senders", json={**twilio, "rateLimit": value}), "rateLimit"
     )

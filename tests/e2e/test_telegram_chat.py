@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import wait_status
+from tests.e2e.helpers import add_telegram_sender, wait_status
 from tests.e2e.test_bots_conversations import create_bot
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
@@ -48,18 +48,7 @@ async def test_people_answer_chat_sessions_on_telegram(
 ) -> None:
     twilio, telegram = fakes
     async with herald.client() as client:
-        made = await client.post(
-            "/api/v1/senders",
-            json={
-                "channel": "telegram",
-                "provider": "telegram",
-                "from": "@acme_bot",
-                "botToken": telegram.token,
-                "baseUrl": telegram.base_url,
-            },
-        )
-        assert made.status_code == 201, made.text
-        sender = made.json()
+        sender = await add_telegram_sender(client, telegram)
         hook, secret = sender["inboundWebhookUrl"], sender["webhookSecretToken"]
         again = await client.get(f"/api/v1/senders/{sender['id']}/telegram-webhook")
         assert again.json() == {"inboundWebhookUrl": hook, "webhookSecretToken": secret}

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.services.bots.resource import record_inbound_activity
+from herald.store.bots import record_inbound_activity
 from tests.e2e.helpers import add_meta_sender, add_twilio_sender, wait_status
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio import FakeTwilio
@@ -227,18 +227,7 @@ async def test_whatsapp_template_namespace_reaches_meta(
 async def test_whatsapp_through_twilio_sends_the_media_and_refuses_what_it_cannot_carry(
     herald: RunningHerald, client: httpx.AsyncClient, fake: FakeTwilio
 ) -> None:
-    response = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "whatsapp",
-            "provider": "twilio-whatsapp",
-            "from": "+15005550006",
-            "accountSid": fake.account_sid,
-            "authToken": fake.auth_token,
-            "baseUrl": fake.base_url,
-        },
-    )
-    assert response.status_code == 201, response.text
+    await add_twilio_sender(client, fake, channel="whatsapp", provider="twilio-whatsapp")
     await open_window(herald)
     media = {"text": "Your invoice", "mediaUrl": "https://files.herald.example/inv.pdf"}
     response = await post(client, destinations=[{"phone": PHONE}], channels={"whatsapp": media})

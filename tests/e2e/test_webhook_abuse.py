@@ -19,7 +19,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from herald.channels.whatsapp_meta import signature_for
-from tests.e2e.helpers import add_meta_sender, add_twilio_sender, wait_status
+from tests.e2e.helpers import (
+    add_meta_sender,
+    add_telegram_sender,
+    add_twilio_sender,
+    wait_status,
+)
 from tests.e2e.test_bots_conversations import BOT_NUMBER, create_bot
 from tests.e2e.test_webchat import socket_url, visitor
 from tests.fakes.telegram import FakeTelegram
@@ -150,18 +155,8 @@ def telegram() -> Iterator[FakeTelegram]:
 async def test_telegram_webhook_refuses_or_ignores_malformed_updates(
     herald: RunningHerald, client: httpx.AsyncClient, telegram: FakeTelegram
 ) -> None:
-    made = await client.post(
-        "/api/v1/senders",
-        json={
-            "channel": "telegram",
-            "provider": "telegram",
-            "from": "@acme_bot",
-            "botToken": telegram.token,
-            "baseUrl": telegram.base_url,
-        },
-    )
-    assert made.status_code == 201, made.text
-    hook, secret = made.json()["inboundWebhookUrl"], made.json()["webhookSecretToken"]
+    made = await add_telegram_sender(client, telegram)
+    hook, secret = made["inboundWebhookUrl"], made["webhookSecretToken"]
     async with httpx.AsyncClient() as http:
 
         async def post(body: bytes, token: bytes = secret.encode()) -> httpx.Response:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.services.bots.resource import record_inbound_activity
+from herald.store.bots import record_inbound_activity
 from tests.e2e.helpers import add_twilio_sender, wait_status
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald
@@ -21,18 +21,7 @@ CONTENT_SID = "HX" + "ab" * 16
 async def client(herald: RunningHerald, fake: FakeTwilio) -> AsyncIterator[httpx.AsyncClient]:
     async with herald.client() as c:
         await add_twilio_sender(c, fake)
-        response = await c.post(
-            "/api/v1/senders",
-            json={
-                "channel": "whatsapp",
-                "provider": "twilio-whatsapp",
-                "from": "+15005550006",
-                "accountSid": fake.account_sid,
-                "authToken": fake.auth_token,
-                "baseUrl": fake.base_url,
-            },
-        )
-        assert response.status_code == 201, response.text
+        await add_twilio_sender(c, fake, channel="whatsapp", provider="twilio-whatsapp")
         yield c
 
 

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.fakes.harness import ThreadedFake, take_next
+
 Mode = Literal["plain", "starttls", "tls"]
 Stage = Literal["mail", "rcpt", "data"]
 
@@ -129,7 +131,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class _Controller(Controller):
-    """aiosmtpd's threaded controller on a socket we bound, so port 0 works without races."""
+    """aiosmtpd's threaded controller on a socket we bound, so port 0 works without races.
+
+    SMTP is no ASGI app, so this fake runs on aiosmtpd's own thread rather than
+    `harness.ServerThread`; it shares only `ThreadedFake`'s with-statement.
+    """
 
     def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
         self._sock = sock
@@ -239,7 +245,7 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
-class FakeSmtp:
+class FakeSmtp(ThreadedFake):
     """An SMTP server on 127.0.0.1 in one of three modes.
 
     - ``plain``: no TLS at all (AUTH allowed in clear, as on a local relay).
@@ -352,13 +358,6 @@ class FakeSmtp:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
 
-    def __enter__(self) -> FakeSmtp:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def reset(self) -> None:
         """Forget received messages and pending knobs."""
         with self._lock:
@@ -418,11 +417,4 @@ class FakeSmtp:
         return None
 
     def _take_trouble(self) -> _Trouble | None:
-        with self._lock:
-            if not self._troubles:
-                return None
-            trouble = self._troubles[0]
-            trouble.remaining -= 1
-            if trouble.remaining <= 0:
-                self._troubles.popleft()
-            return trouble
+        return take_next(self._troubles, self._lock)

@@ -18,27 +18,23 @@ Standalone (benchmarks)::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
-import signal
-import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from urllib.parse import parse_qs
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+
+from tests.fakes.harness import HttpFake, ServerThread, serve_until_signal, take_next
 
 DEFAULT_TOKEN: Final = "123456789:AAHerald-fake-bot-token_0123456789ab"
 MAX_TEXT: Final = 4096
@@ -47,132 +43,6 @@ MAX_CAPTION: Final = 1024
 _TOKEN: Final = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _USERNAME: Final = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,}$")
 _BUTTON_URL: Final = re.compile(r"^(?:https?|tg)://\S+$")
-
-T = TypeVar("T")
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that reports when its socket accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start serving, then tell the waiting thread."""
-        await super().startup(sockets=sockets)
-        self._ready.set()
-
-
-class ServerThread:
-    """An ASGI app under uvicorn on a background thread, on a socket bound before start.
-
-    Shared by the HTTP fakes that are not Twilio. `startup`/`shutdown` run inside the
-    server's event loop (to open and close clients that live there).
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        name: str,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        startup: Callable[[], Awaitable[None]] | None = None,
-        shutdown: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._app = app
-        self._name = name
-        self._host = host
-        self._port = port
-        self._startup = startup
-        self._shutdown = shutdown
-        self.base_url = ""
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: _Server | None = None
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        """Serve; returns once the socket accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self._name} is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # Lets stop() then start() rebind the same port while old connections linger.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
-        except OSError:
-            sock.close()
-            raise
-        self._port = sock.getsockname()[1]
-        self.base_url = f"http://{self._host}:{self._port}"
-        config = uvicorn.Config(
-            self._app,
-            lifespan="off",
-            ws="none",
-            interface="asgi3",
-            access_log=False,
-            log_level="warning",
-            # Leave the host process's logging alone; uvicorn's errors still reach the root.
-            log_config=None,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=2,
-        )
-        ready = threading.Event()
-        server = _Server(config, ready)
-        thread = threading.Thread(
-            target=self._run, args=(server, sock, ready), name=self._name, daemon=True
-        )
-        self._server, self._thread, self._error = server, thread, None
-        thread.start()
-        if not ready.wait(10) or self._error is not None or not server.started:
-            server.should_exit = True
-            thread.join(5)
-            self._thread = self._server = None
-            raise RuntimeError(f"{self._name} failed to start") from self._error
-
-    def _run(self, server: _Server, sock: socket.socket, ready: threading.Event) -> None:
-        try:
-            asyncio.run(self._serve(server, sock))
-        except BaseException as exc:  # surfaced by start()/stop() instead of dying unseen
-            self._error = exc
-        finally:
-            sock.close()
-            ready.set()
-
-    async def _serve(self, server: _Server, sock: socket.socket) -> None:
-        self.loop = asyncio.get_running_loop()
-        if self._startup is not None:
-            await self._startup()
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if self._shutdown is not None:
-                await self._shutdown()
-            self.loop = None
-
-    def call(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
-        """Run `coroutine` on the server's loop (from any other thread)."""
-        loop = self.loop
-        if loop is None:
-            coroutine.close()
-            raise RuntimeError(f"{self._name} is not running")
-        return asyncio.run_coroutine_threadsafe(coroutine, loop)
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(10)
-        self._server = self._thread = None
-        if thread.is_alive():
-            raise RuntimeError(f"{self._name} did not stop within 10 s")
-        if self._error is not None:
-            raise RuntimeError(f"{self._name}'s server thread failed") from self._error
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +124,7 @@ def _markup_problem(markup: Any) -> str | None:
     return None
 
 
-class FakeTelegram:
+class FakeTelegram(HttpFake):
     """A fake Bot API served on a background thread.
 
     Knobs may be turned from any thread; `requests` and `sent` are appended by the server
@@ -291,22 +161,7 @@ class FakeTelegram:
         """Scheme, host and port: a sender's base URL."""
         return self._server.base_url
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Serve on a background thread."""
-        self._server.start()
-
-    def stop(self) -> None:
-        """Stop serving; records and knobs are kept."""
-        self._server.stop()
-
-    def __enter__(self) -> FakeTelegram:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    # -- lifecycle (start, stop and `with` are HttpFake's) -----------------------------------
 
     def reset(self) -> None:
         """Forget records and knobs."""
@@ -347,14 +202,7 @@ class FakeTelegram:
     # -- HTTP --------------------------------------------------------------------------------
 
     def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                self._failures.popleft()
-            return failure
+        return take_next(self._failures, self._lock)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         return _error(404, "Not Found")
@@ -491,14 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", action="append", default=[], help=f"default {DEFAULT_TOKEN}")
     args = parser.parse_args(argv)
-    fake = FakeTelegram(tokens=args.token or None, host=args.host, port=args.port)
-    # Blocked before the server thread exists, so only sigwait below ever sees them.
-    handled = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
-    fake.start()
-    print(f"READY {fake.base_url}", flush=True)
-    signal.sigwait(handled)
-    fake.stop()
+    serve_until_signal(FakeTelegram(tokens=args.token or None, host=args.host, port=args.port))
 
 
 if __name__ == "__main__":

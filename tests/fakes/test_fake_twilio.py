@@ -10,19 +10,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
+
+from tests.servers import ThreadedReceiver
 
 from .twilio import FakeTwilio, num_segments, twilio_signature
 
@@ -41,53 +40,10 @@ MESSAGE_KEYS = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: str
-
-
-class Receiver:
-    """A plain HTTP server standing in for Herald's status-callback endpoint."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        self.failing = 0  # how many of the next requests get a 503
-        hits, receiver = self.hits, self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                hits.append(Hit(self.path, dict(self.headers.items()), body))
-                failing, receiver.failing = receiver.failing > 0, max(0, receiver.failing - 1)
-                self.send_response(503 if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
+def receiver() -> Iterator[ThreadedReceiver]:
+    with ThreadedReceiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +53,7 @@ def module_fake() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-def fake(module_fake: FakeTwilio, receiver: Receiver) -> FakeTwilio:
+def fake(module_fake: FakeTwilio, receiver: ThreadedReceiver) -> FakeTwilio:
     module_fake.reset()
     receiver.hits.clear()
     receiver.failing = 0
@@ -463,7 +419,7 @@ def test_a_create_whose_answer_is_lost_still_happened(
 
 
 def test_a_client_gone_before_the_answer_leaves_a_message_that_goes_on(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     fake.set_answer_delay(0.5)
     with (
@@ -544,8 +500,8 @@ def test_cancel_is_refused_and_unknown_is_404(client: httpx.Client) -> None:
 # -- status progression and callbacks --------------------------------------------------------
 
 
-def callback_statuses(receiver: Receiver) -> list[str]:
-    return [parse_qs(hit.body)["MessageStatus"][0] for hit in receiver.hits]
+def callback_statuses(receiver: ThreadedReceiver) -> list[str]:
+    return [parse_qs(hit.text)["MessageStatus"][0] for hit in receiver.hits]
 
 
 @pytest.mark.parametrize(
@@ -560,7 +516,7 @@ def callback_statuses(receiver: Receiver) -> list[str]:
 def test_connection_overrides_in_the_fragment_retry_callbacks(
     fake: FakeTwilio,
     client: httpx.Client,
-    receiver: Receiver,
+    receiver: ThreadedReceiver,
     fragment: str,
     attempts: int,
     answer: int,
@@ -577,7 +533,7 @@ def test_connection_overrides_in_the_fragment_retry_callbacks(
 
 
 def test_callbacks_are_signed_and_in_order(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     callback = f"{receiver.url}/twilio/status?tenant=7"
     sid = send(client, StatusCallback=callback + "#rc=2").json()["sid"]
@@ -585,7 +541,7 @@ def test_callbacks_are_signed_and_in_order(
 
     assert callback_statuses(receiver) == ["sent", "delivered"]
     for hit in receiver.hits:
-        params = parse_qs(hit.body, keep_blank_values=True)
+        params = parse_qs(hit.text, keep_blank_values=True)
         assert hit.path == "/twilio/status?tenant=7"
         assert hit.headers["X-Twilio-Signature"] == twilio_signature(callback, params, TOKEN)
         assert hit.headers["Content-Type"] == "application/x-www-form-urlencoded; charset=utf-8"
@@ -597,7 +553,7 @@ def test_callbacks_are_signed_and_in_order(
         assert params["To"] == ["+15551230001"]
         assert params["ApiVersion"] == ["2010-04-01"]
         assert "ErrorCode" not in params
-    sent, delivered = (parse_qs(hit.body) for hit in receiver.hits)
+    sent, delivered = (parse_qs(hit.text) for hit in receiver.hits)
     assert "RawDlrDoneDate" not in sent
     assert re.fullmatch(r"\d{10}", delivered["RawDlrDoneDate"][0])
 
@@ -611,13 +567,13 @@ def test_callbacks_are_signed_and_in_order(
 
 
 def test_undelivered_outcome_carries_error_code(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     fake.set_outcome("+15551230009", "undelivered", 30003)
     sid = send(client, To="+15551230009", StatusCallback=receiver.url).json()["sid"]
     fake.wait_for_callbacks(2)
     assert callback_statuses(receiver) == ["sent", "undelivered"]
-    final = parse_qs(receiver.hits[1].body)
+    final = parse_qs(receiver.hits[1].text)
     assert final["ErrorCode"] == ["30003"]
     assert final["ErrorMessage"]
     assert "RawDlrDoneDate" in final
@@ -626,18 +582,18 @@ def test_undelivered_outcome_carries_error_code(
 
 
 def test_failed_outcome_sends_only_failed(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     fake.set_outcome("+15551230009", "failed", 30007)
     send(client, To="+15551230009", StatusCallback=receiver.url)
     fake.wait_for_callbacks(1)
     time.sleep(0.05)
     assert callback_statuses(receiver) == ["failed"]
-    assert parse_qs(receiver.hits[0].body)["ErrorCode"] == ["30007"]
+    assert parse_qs(receiver.hits[0].text)["ErrorCode"] == ["30007"]
 
 
 def test_reversed_order_sends_delivered_first(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     fake.callback_order("reversed")
     sid = send(client, StatusCallback=receiver.url).json()["sid"]
@@ -647,7 +603,7 @@ def test_reversed_order_sends_delivered_first(
 
 
 def test_messaging_service_sends_accepted_then_queued(
-    fake: FakeTwilio, client: httpx.Client, receiver: Receiver
+    fake: FakeTwilio, client: httpx.Client, receiver: ThreadedReceiver
 ) -> None:
     service = "MG" + "a" * 32
     response = send(client, From="-", MessagingServiceSid=service, StatusCallback=receiver.url)
@@ -656,7 +612,7 @@ def test_messaging_service_sends_accepted_then_queued(
     assert message["messaging_service_sid"] == service
     fake.wait_for_callbacks(3)
     assert callback_statuses(receiver) == ["queued", "sent", "delivered"]
-    assert parse_qs(receiver.hits[0].body)["MessagingServiceSid"] == [service]
+    assert parse_qs(receiver.hits[0].text)["MessagingServiceSid"] == [service]
     assert fake.messages[message["sid"]]["from"] is not None
 
 
@@ -673,7 +629,7 @@ def test_connect_failure_is_retried_once(fake: FakeTwilio, client: httpx.Client)
     assert fake.callbacks_sent == []
 
 
-def test_no_callbacks_when_disabled_but_status_progresses(receiver: Receiver) -> None:
+def test_no_callbacks_when_disabled_but_status_progresses(receiver: ThreadedReceiver) -> None:
     with FakeTwilio(send_callbacks=False, callback_delay=0.01) as fake:
         path = f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
         auth = (fake.account_sid, fake.auth_token)

@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import re
-import signal
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.telegram import ServerThread
+from tests.fakes.harness import HttpFake, ServerThread, serve_until_signal, take_next
 
 API_VERSION: Final = "v21.0"
 DEFAULT_ACCESS_TOKEN: Final = "EAAHerald-fake-access-token"
@@ -290,7 +289,7 @@ def _is_loopback(url: str) -> bool:
     return parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK_HOSTS
 
 
-class FakeMetaWhatsApp:
+class FakeMetaWhatsApp(HttpFake):
     """A fake Cloud API served on a background thread.
 
     Knobs may be turned from any thread; the records (`requests`, `messages`, `webhooks`)
@@ -351,22 +350,7 @@ class FakeMetaWhatsApp:
         """The Graph API base URL with its version, as a sender's base URL."""
         return f"{self._server.base_url}/{API_VERSION}"
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Serve on a background thread."""
-        self._server.start()
-
-    def stop(self) -> None:
-        """Stop serving; webhooks in flight are dropped, records and knobs kept."""
-        self._server.stop()
-
-    def __enter__(self) -> FakeMetaWhatsApp:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    # -- lifecycle (start, stop and `with` are HttpFake's) -----------------------------------
 
     async def _startup(self) -> None:
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), trust_env=False)
@@ -475,14 +459,7 @@ class FakeMetaWhatsApp:
         )
 
     def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                self._failures.popleft()
-            return failure
+        return take_next(self._failures, self._lock)
 
     def _record(
         self,
@@ -690,13 +667,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
-    # Blocked before the server thread exists, so only sigwait below ever sees them.
-    handled = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
-    fake.start()
-    print(f"READY {fake.base_url}", flush=True)
-    signal.sigwait(handled)
-    fake.stop()
+    serve_until_signal(fake)
 
 
 if __name__ == "__main__":

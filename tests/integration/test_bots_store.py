@@ -9,13 +9,13 @@ import httpx
 import pytest
 
 from herald.config import Settings
-from herald.services.bots.resource import last_inbound_at, record_inbound_activity
 from herald.services.delivery.suppressions import (
     is_suppressed,
     record_suppression,
     refuse_suppressed,
     suppressed_pairs,
 )
+from herald.store.bots import last_inbound_at, record_inbound_activity
 from tests.servers import RunningHerald, running_herald
 
 BOT_NUMBER = "+15005550006"

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,57 +36,18 @@ from herald.channels.whatsapp_meta import (
 from herald.channels.whatsapp_twilio import TwilioWhatsApp
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.whatsapp_meta import FakeMetaWhatsApp
-from tests.servers import LOOPBACK_POLICY
+from tests.servers import LOOPBACK_POLICY, Hit
+from tests.servers import ThreadedReceiver as Receiver
 
 TO = "+15551234567"
 WA_ID = "15551234567"
 VERIFY_TOKEN = "verify-me"
 
 
-@dataclass(frozen=True)
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Receiver:
-    """A plain HTTP server standing in for Herald's webhook endpoints."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                hits.append(Hit(self.path, dict(self.headers.items()), self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
+    with Receiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

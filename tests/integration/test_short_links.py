@@ -13,13 +13,11 @@ from sqlalchemy import func, select
 
 from herald.config import Settings
 from herald.errors import NotFound
+from herald.services.link_clicks import Click, record_clicks, resolve_click
 from herald.services.short_links import (
-    Click,
     PlannedLink,
     link_stats_for_messages,
-    record_clicks,
     replace_codes,
-    resolve_click,
     retention_of,
     save_short_links,
     short_link_base,

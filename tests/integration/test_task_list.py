@@ -10,7 +10,7 @@ from sqlalchemy import text
 from herald.bootstrap import Herald, build
 from herald.config import Settings
 from herald.services.projects import create_project
-from herald.services.tasks.lifecycle import list_tasks
+from herald.services.tasks.listing import list_tasks
 
 
 @pytest.fixture

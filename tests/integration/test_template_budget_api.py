@@ -8,13 +8,14 @@ one runs until its time limit, ``/healthz`` still answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from herald.config import Settings
+from tests.e2e.helpers import add_twilio_sender
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import RunningHerald, running_herald
 
@@ -22,12 +23,6 @@ NESTED_LOOPS = (
     "{% for a in range(100000) %}{% for b in range(100000) %}{{ b }}{% endfor %}{% endfor %}"
 )
 REPEATED = "{% for a in range(100000) %}{{ 'x' * 100000 }}{% endfor %}"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
 
 
 @pytest.fixture
@@ -39,18 +34,7 @@ async def herald(settings: Settings) -> AsyncIterator[RunningHerald]:
 @pytest.fixture
 async def client(herald: RunningHerald, fake: FakeTwilio) -> AsyncIterator[httpx.AsyncClient]:
     async with herald.client() as c:
-        response = await c.post(
-            "/api/v1/senders",
-            json={
-                "channel": "sms",
-                "provider": "twilio",
-                "from": "+15005550006",
-                "accountSid": fake.account_sid,
-                "authToken": fake.auth_token,
-                "baseUrl": fake.base_url,
-            },
-        )
-        assert response.status_code == 201, response.text
+        await add_twilio_sender(c, fake)
         yield c
 
 

@@ -18,7 +18,8 @@ import pytest
 from herald.config import Settings
 from herald.domain.segments import analyze, smart_encode
 from herald.errors import NotFound
-from herald.services.templates.resource import load_template, render_channel
+from herald.services.templates.rendering import render_channel
+from herald.services.templates.resource import load_template
 from tests.servers import RunningHerald, running_herald
 
 ORDER = {

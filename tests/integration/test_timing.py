@@ -22,7 +22,8 @@ from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
 from herald.services.messages.accepting import CreationPolicy, create_messages
 from herald.services.messages.reading import cancel_messages, get_message
 from herald.services.projects import create_project
-from herald.services.senders import NewSender, add_sender
+from herald.services.sender_accounts import NewSender
+from herald.services.senders import add_sender
 from herald.store.db import read_snapshot
 from herald.store.messages import Delivery, Message
 from tests.fakes.twilio import FakeTwilio
@@ -44,13 +45,13 @@ async def herald(settings: Settings) -> AsyncIterator[Herald]:
     await graph.aclose()
 
 
-@pytest.fixture
-async def project(herald: Herald, fake: FakeTwilio) -> str:
-    async with herald.sessions() as session, session.begin():
-        created = await create_project(session, herald.vault, "timing")
+async def project_on(graph: Herald, fake: FakeTwilio, name: str) -> str:
+    """A new project whose SMS sender is the fake Twilio; its id."""
+    async with graph.sessions() as session, session.begin():
+        created = await create_project(session, graph.vault, name)
         await add_sender(
             session,
-            herald.vault,
+            graph.vault,
             created.project_id,
             NewSender(
                 channel="sms",
@@ -60,9 +61,14 @@ async def project(herald: Herald, fake: FakeTwilio) -> str:
                 auth_token=fake.auth_token,
                 base_url=fake.base_url,
             ),
-            urls=herald.settings.url_policy,
+            urls=graph.settings.url_policy,
         )
     return created.project_id
+
+
+@pytest.fixture
+async def project(herald: Herald, fake: FakeTwilio) -> str:
+    return await project_on(herald, fake, "timing")
 
 
 def clock(herald: Herald) -> ManualClock:
@@ -354,23 +360,7 @@ async def paused(settings: Settings, fake: FakeTwilio) -> AsyncIterator[tuple[He
         clock=ManualClock(START),
     )
     try:
-        async with graph.sessions() as session, session.begin():
-            created = await create_project(session, graph.vault, "night")
-            await add_sender(
-                session,
-                graph.vault,
-                created.project_id,
-                NewSender(
-                    channel="sms",
-                    provider="twilio",
-                    from_address="+15005550006",
-                    account_sid=fake.account_sid,
-                    auth_token=fake.auth_token,
-                    base_url=fake.base_url,
-                ),
-                urls=graph.settings.url_policy,
-            )
-        yield graph, created.project_id
+        yield graph, await project_on(graph, fake, "night")
     finally:
         await graph.aclose()
 

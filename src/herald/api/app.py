@@ -21,15 +21,18 @@ from herald.api.routes import (
     project,
     senders,
     short_links,
+    suppressions,
     templates,
     webchat,
 )
 from herald.api.routes import tasks as task_routes
-from herald.api.webhooks import providers as provider_webhooks
-from herald.api.webhooks import twilio_status
+from herald.api.webhooks import meta as meta_webhooks
+from herald.api.webhooks import telegram as telegram_webhooks
+from herald.api.webhooks import twilio_inbound, twilio_status
 from herald.bootstrap import Herald, build, settle_after_start
 from herald.dispatch.callbacks import CallbackSender
 from herald.dispatch.loop import Dispatcher
+from herald.services.tasks.context import TaskContext
 from herald.services.tasks.importing import TaskImports
 
 
@@ -68,7 +71,9 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
                 asyncio.create_task(callbacks.run(stop), name="client-callbacks"),
             ]
         # Imports a stopped process left half done continue here; rows never repeat.
-        imports = app.state.task_imports = TaskImports(graph)
+        imports = app.state.task_imports = TaskImports(
+            TaskContext(graph.sessions, graph.settings, graph.clock, graph.work_available)
+        )
         await imports.resume_pending()
         if herald is None:  # a process of its own (herald serve), not a test's app
             settle_after_start()
@@ -108,10 +113,13 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     app.include_router(messages.groups_router)
     app.include_router(senders.router)
     app.include_router(project.router)
-    app.include_router(provider_webhooks.router)
+    app.include_router(meta_webhooks.router)
+    app.include_router(telegram_webhooks.router)
     app.include_router(templates.router)
     app.include_router(short_links.router)
     app.include_router(bots.router)
+    app.include_router(suppressions.router)
+    app.include_router(twilio_inbound.router)
     app.include_router(webchat.router)
     app.include_router(docs_pages.router)
 

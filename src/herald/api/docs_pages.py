@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Callable
 from importlib import metadata, resources
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -46,34 +48,40 @@ def _openapi_url(request: Request) -> str:
     return app.openapi_url or "/openapi.json"
 
 
+def _docs_page(
+    request: Request, render: Callable[..., HTMLResponse], **options: Any
+) -> HTMLResponse:
+    """A documentation page of Herald's document, held to Herald's own files."""
+    page = render(openapi_url=_openapi_url(request), title="Herald API", **options)
+    page.headers.update(_SELF_ONLY)
+    return page
+
+
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI, with the Authorize button for the API key."""
-    page = get_swagger_ui_html(
-        openapi_url=_openapi_url(request),
-        title="Herald API",
+    return _docs_page(
+        request,
+        get_swagger_ui_html,
         swagger_js_url=ASSETS + "swagger-ui-bundle.js",
         swagger_css_url=ASSETS + "swagger-ui.css",
         swagger_favicon_url=_FAVICON,
         # validatorUrl: Swagger UI would otherwise send the document to validator.swagger.io.
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
-    page.headers.update(_SELF_ONLY)
-    return page
 
 
+# Same shape as /docs: two routes over one _docs_page, only the viewer's options differ.
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
     """ReDoc: the same document, as one page to read."""
-    page = get_redoc_html(
-        openapi_url=_openapi_url(request),
-        title="Herald API",
+    return _docs_page(
+        request,
+        get_redoc_html,
         redoc_js_url=ASSETS + "redoc.standalone.js",
         redoc_favicon_url=_FAVICON,
         with_google_fonts=False,
     )
-    page.headers.update(_SELF_ONLY)
-    return page
 
 
 @router.get(ASSETS + "{name}")

@@ -241,6 +241,7 @@ async def no_ignored_parameters(request: HTTPConnection) -> None:
             details={"parameters": sorted(set(unsupported))},
         )
     if unknown:
+        # Raised as only_fields raises for an unknown field; the sentence and details differ.
         raise ValidationFailed(
             f"Unknown query parameter '{unknown[0]}'. This route takes: "
             f"{', '.join(sorted(known)) or 'no query parameters'}.",

@@ -37,6 +37,8 @@ class ProviderTemplate:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+# The dataclasses below are field lists, alike in shape only (optional values defaulting
+# to None) with each other and with other plain records in Herald.
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """One message for one recipient on one channel, already rendered."""
@@ -83,6 +85,7 @@ class Receipt:
 class ProviderError(Exception):
     """A provider refused a message, or could not be reached."""
 
+    # Keyword-only details, a signature shaped like others in Herald by coincidence.
     def __init__(
         self,
         code: str,
@@ -110,6 +113,23 @@ class PermanentError(ProviderError):
 
 class OutcomeUnknown(ProviderError):
     """The request may or may not have reached the provider."""
+
+
+class Unlisted:
+    """Base of adapters whose provider cannot be asked what it was sent before.
+
+    ``find_sent`` finds nothing there; each adapter says why its provider cannot tell.
+    """
+
+    async def find_sent(
+        self, account: SenderAccount, message: OutboundMessage, since: datetime
+    ) -> list[Receipt]:
+        """Always empty: the provider keeps no list of sent messages that can be read."""
+        return []
+
+    async def aclose(self) -> None:
+        """Nothing to close unless an adapter holds a client."""
+        return None
 
 
 class ChannelAdapter(Protocol):

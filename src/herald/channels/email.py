@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiosmtplib
 
+# The same list of interface types as every other adapter's: names, not logic.
 from herald.channels.base import (
     OutboundMessage,
     OutcomeUnknown,
@@ -47,8 +48,10 @@ from herald.channels.base import (
     Receipt,
     SenderAccount,
     TransientError,
+    Unlisted,
 )
 from herald.channels.egress import TargetNotAllowed, open_checked_socket
+from herald.domain.email import validate_email_address
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -56,14 +59,10 @@ SUBJECT_FALLBACK_CHARS = 60
 # How long to wait for a closed connection to finish closing (TLS close_notify): 2 s at most.
 _CLOSE_POLLS = 200
 _CLOSE_POLL_SECONDS = 0.01
-MAX_ADDRESS_LENGTH = 254
 
 # CRLF line endings for the wire. cte_type 7bit makes non-ASCII bodies go out as
 # quoted-printable or base64, which every server takes, instead of 8bit (needs 8BITMIME).
 _POLICY = email.policy.SMTP.clone(cte_type="7bit")
-# One plain address: none of the characters that would let it carry a second address, a
-# display name, a comment or another header line.
-_ADDRESS = re.compile(r'^[^@\s<>()\[\]\\,;:"\x00-\x1f\x7f]+@[^@\s<>()\[\]\\,;:"\x00-\x1f\x7f]+$')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LINK_SCHEMES = ("http", "https", "mailto", "tel")
 _IMAGE_SCHEMES = ("http", "https")
@@ -121,24 +120,6 @@ def parse_smtp_url(url: str) -> SmtpEndpoint:
         verify=verify_value == "true",
         cafile=query.get("cafile") or None,
     )
-
-
-def validate_email_address(value: str) -> str:
-    """Return ``value`` as one plain ASCII address (IDNA domain), or raise ValueError."""
-    if len(value) > MAX_ADDRESS_LENGTH or not _ADDRESS.match(value):
-        raise ValueError(f"{value!r} is not a single plain e-mail address.")
-    local, _, domain = value.partition("@")
-    if not local.isascii():
-        # Would need SMTPUTF8 end to end; not supported yet.
-        raise ValueError(f"{value!r} has a non-ASCII local part, which is not supported.")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as e:
-            raise ValueError(f"{value!r} has an invalid domain.") from e
-    if domain.startswith(".") or domain.endswith(".") or ".." in domain:
-        raise ValueError(f"{value!r} has an invalid domain.")
-    return f"{local}@{domain}"
 
 
 def _checked_url(url: str, schemes: tuple[str, ...], what: str) -> str:
@@ -272,8 +253,12 @@ def _from_reply(code: int, text: str) -> ProviderError:
     return kind(f"smtp_{code}", text or f"SMTP error {code}")
 
 
-class SmtpEmail:
-    """The SMTP adapter: connect, (STARTTLS), AUTH, MAIL, RCPT, DATA, QUIT per message."""
+class SmtpEmail(Unlisted):
+    """The SMTP adapter: connect, (STARTTLS), AUTH, MAIL, RCPT, DATA, QUIT per message.
+
+    Unlisted: SMTP has no way to ask a server what it accepted earlier. Nothing to close:
+    each message uses its own connection.
+    """
 
     name = "smtp"
 
@@ -402,13 +387,3 @@ class SmtpEmail:
         transport = protocol.transport
         if isinstance(transport, asyncio.Transport):
             transport.abort()
-
-    async def find_sent(
-        self, account: SenderAccount, message: OutboundMessage, since: datetime
-    ) -> list[Receipt]:
-        """Always empty: SMTP has no way to ask a server what it accepted earlier."""
-        return []
-
-    async def aclose(self) -> None:
-        """Nothing to close: each message uses its own connection."""
-        return None

@@ -43,6 +43,7 @@ class HTTPAnswer(Protocol):
     def json(self) -> Any: ...
 
 
+# A field list, alike in shape only with the test fakes' request records.
 @dataclass(frozen=True, slots=True)
 class FormAnswer:
     """A provider's whole answer to a form POST; reads like the httpx.Response parts we use."""
@@ -54,6 +55,17 @@ class FormAnswer:
 
     def json(self) -> Any:
         return json.loads(self.content)
+
+
+class HttpAdapter:
+    """Base of adapters that post JSON over one HTTP client, which they close."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (it may be shared; closing twice is harmless)."""
+        await self._client.aclose()
 
 
 class ProviderTransport(AiohttpTransport):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from herald.channels.base import OutboundMessage, PermanentError, Receipt, SenderAccount
+from herald.channels.base import OutboundMessage, PermanentError, Receipt, SenderAccount, Unlisted
 from herald.domain.segments import count_segments
 
 SANDBOX_FROM = "Sandbox"
@@ -45,7 +45,10 @@ def _error(code: str, message: str) -> PermanentError:
     )
 
 
-class SandboxSms:
+class SandboxSms(Unlisted):
+    """Twilio's test behaviour in process. Unlisted: nothing leaves the process, so an
+    interrupted sandbox attempt never reached anyone."""
+
     name = "sandbox"
 
     async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
@@ -62,12 +65,3 @@ class SandboxSms:
             created_at=datetime.now(UTC),
             reports=("sent", "delivered"),
         )
-
-    async def find_sent(
-        self, account: SenderAccount, message: OutboundMessage, since: datetime
-    ) -> list[Receipt]:
-        # Nothing leaves the process, so an interrupted sandbox attempt never reached anyone.
-        return []
-
-    async def aclose(self) -> None:
-        return None

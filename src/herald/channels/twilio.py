@@ -170,15 +170,7 @@ class TwilioSms:
         for _page in range(LIST_MAX_PAGES):
             if url is None:
                 break
-            try:
-                response = await self._client.get(url, params=params, auth=self._auth(account))
-            except TargetNotAllowed as e:
-                raise PermanentError("url_not_allowed", str(e)) from e
-            except httpx.HTTPError as e:
-                raise TransientError("provider_unreachable", f"Could not list messages: {e}") from e
-            if response.status_code != 200:
-                raise error_from_response(response)
-            data = response.json()
+            data = await self._read(account, url, params, "Could not list messages")
             passed_since = False
             for item in data.get("messages", []):
                 receipt = _receipt(item)
@@ -200,15 +192,21 @@ class TwilioSms:
     async def fetch(self, account: SenderAccount, provider_message_id: str) -> Receipt:
         """Twilio's current record of a message: its price only appears here, after sending."""
         url = self._messages_url(account).removesuffix(".json") + f"/{provider_message_id}.json"
+        return _receipt(await self._read(account, url, None, "Could not fetch the message"))
+
+    async def _read(
+        self, account: SenderAccount, url: str, params: dict[str, str] | None, failure: str
+    ) -> Any:
+        """GET one of Twilio's records; ``failure`` starts the sentence when it is unreachable."""
         try:
-            response = await self._client.get(url, auth=self._auth(account))
+            response = await self._client.get(url, params=params, auth=self._auth(account))
         except TargetNotAllowed as e:
             raise PermanentError("url_not_allowed", str(e)) from e
         except httpx.HTTPError as e:
-            raise TransientError("provider_unreachable", f"Could not fetch the message: {e}") from e
+            raise TransientError("provider_unreachable", f"{failure}: {e}") from e
         if response.status_code != 200:
             raise error_from_response(response)
-        return _receipt(response.json())
+        return response.json()
 
     async def aclose(self) -> None:
         await self._client.aclose()

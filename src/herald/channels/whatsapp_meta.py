@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeGuard, get_args
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+# The same list of interface types as every other adapter's: names, not logic.
 from herald.channels.base import (
     OutboundMessage,
     OutcomeUnknown,
@@ -31,8 +33,9 @@ from herald.channels.base import (
     Receipt,
     SenderAccount,
     TransientError,
+    Unlisted,
 )
-from herald.channels.http import transport_errors
+from herald.channels.http import HttpAdapter, transport_errors
 from herald.domain.signatures import constant_time_equal
 
 DEFAULT_BASE_URL = "https://graph.facebook.com/v21.0"
@@ -216,13 +219,13 @@ def build_payload(message: OutboundMessage) -> dict[str, Any]:
     return {**payload, "type": "text", "text": text}
 
 
-class MetaWhatsApp:
-    """The Cloud API adapter: JSON posts to ``{base}/{phone_number_id}/messages``."""
+class MetaWhatsApp(HttpAdapter, Unlisted):
+    """The Cloud API adapter: JSON posts to ``{base}/{phone_number_id}/messages``.
+
+    Unlisted: the Cloud API cannot list sent messages; the webhook is the record.
+    """
 
     name = "meta-whatsapp"
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
 
     async def send(self, account: SenderAccount, message: OutboundMessage) -> Receipt:
         """Post the message to ``/{phone_number_id}/messages``; the receipt holds the wamid."""
@@ -251,20 +254,11 @@ class MetaWhatsApp:
             ) from e
         return Receipt(provider_message_id=wamid, provider_status="accepted")
 
-    async def find_sent(
-        self, account: SenderAccount, message: OutboundMessage, since: datetime
-    ) -> list[Receipt]:
-        """Always empty: the Cloud API cannot list sent messages; the webhook is the record."""
-        return []
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (it may be shared; closing twice is harmless)."""
-        await self._client.aclose()
-
 
 # -- webhook helpers (pure) ------------------------------------------------------------------
 
 
+# A field list, alike in shape only with channels.base's records.
 @dataclass(frozen=True, slots=True)
 class MetaStatus:
     """One delivery report from a webhook: sent, delivered, read or failed."""
@@ -358,36 +352,42 @@ def _phone_number_id(value: dict[str, Any]) -> str | None:
     return str(found) if found is not None else None
 
 
+def _items(payload: dict[str, Any], key: str) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Each ``key`` item (``statuses``, ``messages``) of a payload, with its phone number id."""
+    for value in _values(payload):
+        phone_number_id = _phone_number_id(value)
+        for item in _list(value, key):
+            yield phone_number_id, item
+
+
 def parse_statuses(payload: dict[str, Any]) -> list[MetaStatus]:
     """Delivery reports in a webhook payload; malformed or unknown items are skipped."""
     statuses: list[MetaStatus] = []
-    for value in _values(payload):
-        phone_number_id = _phone_number_id(value)
-        for item in _list(value, "statuses"):
-            status = item.get("status")
-            wamid = item.get("id")
-            timestamp = _timestamp(item.get("timestamp"))
-            if status not in _STATUSES or not _fits(wamid, MAX_WAMID) or timestamp is None:
-                continue
-            errors = _list(item, "errors")
-            first = errors[0] if errors else {}
-            code = first.get("code")
-            error_data = first.get("error_data")
-            details = error_data.get("details") if isinstance(error_data, dict) else None
-            title = first.get("title") or first.get("message")
-            recipient = item.get("recipient_id")
-            statuses.append(
-                MetaStatus(
-                    wamid=wamid,
-                    status=status,
-                    timestamp=timestamp,
-                    recipient_id=str(recipient) if recipient is not None else None,
-                    error_code=code if isinstance(code, int) else None,
-                    error_title=str(title) if title else None,
-                    error_details=str(details) if details else None,
-                    phone_number_id=phone_number_id,
-                )
+    for phone_number_id, item in _items(payload, "statuses"):
+        status = item.get("status")
+        wamid = item.get("id")
+        timestamp = _timestamp(item.get("timestamp"))
+        if status not in _STATUSES or not _fits(wamid, MAX_WAMID) or timestamp is None:
+            continue
+        errors = _list(item, "errors")
+        first = errors[0] if errors else {}
+        code = first.get("code")
+        error_data = first.get("error_data")
+        details = error_data.get("details") if isinstance(error_data, dict) else None
+        title = first.get("title") or first.get("message")
+        recipient = item.get("recipient_id")
+        statuses.append(
+            MetaStatus(
+                wamid=wamid,
+                status=status,
+                timestamp=timestamp,
+                recipient_id=str(recipient) if recipient is not None else None,
+                error_code=code if isinstance(code, int) else None,
+                error_title=str(title) if title else None,
+                error_details=str(details) if details else None,
+                phone_number_id=phone_number_id,
             )
+        )
     return statuses
 
 
@@ -412,25 +412,23 @@ def _inbound_text(item: dict[str, Any]) -> str | None:
 def parse_inbound(payload: dict[str, Any]) -> list[MetaInbound]:
     """Messages people sent, from a webhook payload; malformed items are skipped."""
     inbound: list[MetaInbound] = []
-    for value in _values(payload):
-        phone_number_id = _phone_number_id(value)
-        for item in _list(value, "messages"):
-            sender = item.get("from")
-            timestamp = _timestamp(item.get("timestamp"))
-            if not _fits(sender, MAX_WA_ID) or timestamp is None:
-                continue
-            wamid = item.get("id")
-            kind = item.get("type")
-            inbound.append(
-                MetaInbound(
-                    wa_id=sender,
-                    text=_inbound_text(item),
-                    timestamp=timestamp,
-                    wamid=wamid if isinstance(wamid, str) else None,
-                    kind=kind if isinstance(kind, str) else None,
-                    phone_number_id=phone_number_id,
-                )
+    for phone_number_id, item in _items(payload, "messages"):
+        sender = item.get("from")
+        timestamp = _timestamp(item.get("timestamp"))
+        if not _fits(sender, MAX_WA_ID) or timestamp is None:
+            continue
+        wamid = item.get("id")
+        kind = item.get("type")
+        inbound.append(
+            MetaInbound(
+                wa_id=sender,
+                text=_inbound_text(item),
+                timestamp=timestamp,
+                wamid=wamid if isinstance(wamid, str) else None,
+                kind=kind if isinstance(kind, str) else None,
+                phone_number_id=phone_number_id,
             )
+        )
     return inbound
 
 

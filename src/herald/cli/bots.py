@@ -123,6 +123,7 @@ def create(
     _show(bot, as_json, "created")
 
 
+# The same options as create: Typer reads a command's options from its own signature.
 @bots_app.command("update")
 def update(
     bot_id: Annotated[str, typer.Argument(help="The bot's id.")],

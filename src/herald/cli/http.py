@@ -42,6 +42,17 @@ def api_client(url: str, api_key: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
 
 
+def check(response: httpx.Response) -> None:
+    """End the command with the API's error sentence and code if ``response`` is an error."""
+    if response.status_code >= 400:
+        try:
+            data = response.json()
+            message = f"{data.get('error')} [{data.get('code')}]"
+        except ValueError:
+            message = response.text
+        raise fail(f"{response.status_code}: {message}")
+
+
 def api_call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     """One API call; a transport error or an error answer ends the command with its message."""
     try:
@@ -51,13 +62,7 @@ def api_call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any
             f"cannot reach Herald at {client.base_url}: {e}. Is 'herald serve' "
             "running? (--url / HERALD_URL)"
         ) from e
-    if response.status_code >= 400:
-        try:
-            data = response.json()
-            message = f"{data.get('error')} [{data.get('code')}]"
-        except ValueError:
-            message = response.text
-        raise fail(f"{response.status_code}: {message}")
+    check(response)
     if not response.content:
         return None
     try:

@@ -14,6 +14,8 @@ messages_app = typer.Typer(
 )
 
 
+# Same shape as every API command (an id, --url, --api-key, one call): typer reads each
+# command's own signature, so the declarations stay.
 @messages_app.command("callbacks")
 def callbacks(
     message_id: Annotated[str, typer.Argument(help="The message's id.")],

@@ -21,7 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, fail
+from herald.cli.http import KeyOpt, UrlOpt, api_call, api_client, check, fail
 from herald.cli.output import console, err, listing
 
 tasks_app = typer.Typer(
@@ -47,20 +47,16 @@ class _ProgressReader:
         return chunk
 
 
-def _download(client: httpx.Client, path: str, output: Path, **params: str) -> Path:
-    try:
-        response = client.get(path, params=params)
-    except httpx.HTTPError as e:
-        raise fail(f"cannot reach Herald at {client.base_url}: {e}") from e
-    if response.status_code >= 400:
+def _download(url: str, api_key: str, path: str, output: Path, **params: str) -> None:
+    """Save the file the API answers at ``path`` to ``output``."""
+    with api_client(url, api_key) as client:
         try:
-            data = response.json()
-            message = f"{data.get('error')} [{data.get('code')}]"
-        except ValueError:
-            message = response.text
-        raise fail(f"{response.status_code}: {message}")
+            response = client.get(path, params=params)
+        except httpx.HTTPError as e:
+            raise fail(f"cannot reach Herald at {client.base_url}: {e}") from e
+        check(response)
     output.write_bytes(response.content)
-    return output
+    console.print(f"Saved {output}")
 
 
 def _counts(status: dict[str, Any]) -> str:
@@ -276,36 +272,28 @@ def sample(
     """Download a file with exactly the columns the template needs, and one example row."""
     target = output or Path(f"sample.{fmt}")
     params = {"format": fmt, **({"channels": channels} if channels else {})}
-    with api_client(url, api_key) as client:
-        _download(client, f"/api/v1/templates/{template}/sample", target, **params)
-    console.print(f"Saved {target}")
+    _download(url, api_key, f"/api/v1/templates/{template}/sample", target, **params)
 
 
-@tasks_app.command("report")
-def report(
-    task_id: str,
-    fmt: FormatOpt = "csv",
-    output: OutOpt = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
-) -> None:
-    """Download the rejected rows with an 'error' column."""
-    target = output or Path(f"{task_id}-report.{fmt}")
-    with api_client(url, api_key) as client:
-        _download(client, f"/api/v1/tasks/{task_id}/report", target, format=fmt)
-    console.print(f"Saved {target}")
+def _rows_file(kind: str) -> Any:
+    # Its options are those of `sample` too: Typer reads each command's from its signature.
+    def command(
+        task_id: str,
+        fmt: FormatOpt = "csv",
+        output: OutOpt = None,
+        url: UrlOpt = DEFAULT_URL,
+        api_key: KeyOpt = "",
+    ) -> None:
+        target = output or Path(f"{task_id}-{kind}.{fmt}")
+        _download(url, api_key, f"/api/v1/tasks/{task_id}/{kind}", target, format=fmt)
+
+    return command
 
 
-@tasks_app.command("results")
-def results(
-    task_id: str,
-    fmt: FormatOpt = "csv",
-    output: OutOpt = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
-) -> None:
-    """Download each row's outcome: message id, status, provider error, segments, price."""
-    target = output or Path(f"{task_id}-results.{fmt}")
-    with api_client(url, api_key) as client:
-        _download(client, f"/api/v1/tasks/{task_id}/results", target, format=fmt)
-    console.print(f"Saved {target}")
+tasks_app.command("report", help="Download the rejected rows with an 'error' column.")(
+    _rows_file("report")
+)
+tasks_app.command(
+    "results",
+    help="Download each row's outcome: message id, status, provider error, segments, price.",
+)(_rows_file("results"))

@@ -19,6 +19,7 @@ templates_app = typer.Typer(
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# Options are declared as every CLI module declares them (typer's Annotated form).
 FileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -34,6 +35,12 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="Template name.")]
 SmsTextOpt = Annotated[
     str | None, typer.Option("--sms-text", help="SMS text, e.g. 'Hi {{ name }}, code {{ code }}'.")
 ]
+
+
+def _call(url: str, api_key: str, method: str, path: str, **kwargs: Any) -> Any:
+    """One API call on a connection of its own."""
+    with api_client(url, api_key) as client:
+        return api_call(client, method, path, **kwargs)
 
 
 def _body(file: Path | None, name: str | None, sms_text: str | None) -> dict[str, Any]:
@@ -68,9 +75,7 @@ def create(
     Syntax errors are reported with line and column, e.g.
     herald templates create --name otp --sms-text 'Your code is {{ code }}'
     """
-    body = _body(file, name, sms_text)
-    with api_client(url, api_key) as client:
-        created = api_call(client, "POST", "/api/v1/templates", json=body)
+    created = _call(url, api_key, "POST", "/api/v1/templates", json=_body(file, name, sms_text))
     console.print(f"Template [bold]{created['id']}[/bold] created (version 1).")
 
 
@@ -82,8 +87,7 @@ def list_(
 ) -> None:
     """List the project's templates, newest first."""
     params = {"name": name} if name else {}
-    with api_client(url, api_key) as client:
-        data = api_call(client, "GET", "/api/v1/templates", params={**params, "limit": 1000})
+    data = _call(url, api_key, "GET", "/api/v1/templates", params={**params, "limit": 1000})
     table = listing("id", "name", "version", "channels", "variables", "updated")
     for t in data["items"]:
         table.add_row(
@@ -107,11 +111,12 @@ def show(
 ) -> None:
     """Print a template (its current version unless --version) as JSON."""
     params = {"version": version} if version else {}
-    with api_client(url, api_key) as client:
-        data = api_call(client, "GET", f"/api/v1/templates/{template_id}", params=params)
-    console.print_json(data=data)
+    console.print_json(
+        data=_call(url, api_key, "GET", f"/api/v1/templates/{template_id}", params=params)
+    )
 
 
+# Takes create's options again: typer reads each command's options from its own signature.
 @templates_app.command("update")
 def update(
     template_id: Annotated[str, typer.Argument(help="Template id.")],
@@ -142,8 +147,7 @@ def delete(
     api_key: KeyOpt = "",
 ) -> None:
     """Delete a template (messages already sent keep their history)."""
-    with api_client(url, api_key) as client:
-        api_call(client, "DELETE", f"/api/v1/templates/{template_id}")
+    _call(url, api_key, "DELETE", f"/api/v1/templates/{template_id}")
     console.print(f"Template {template_id} deleted.")
 
 
@@ -189,8 +193,7 @@ def preview(
         body["from"] = from_
     if smart_encoding is not None:
         body["smartEncoding"] = smart_encoding
-    with api_client(url, api_key) as client:
-        data = api_call(client, "POST", f"/api/v1/templates/{template_id}/preview", json=body)
+    data = _call(url, api_key, "POST", f"/api/v1/templates/{template_id}/preview", json=body)
     if as_json:
         print(json.dumps(data, ensure_ascii=False))
         return

@@ -15,15 +15,19 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from herald.bootstrap import Herald
 from herald.channels.egress import TargetNotAllowed
 from herald.channels.http import provider_http_client
+from herald.clock import Clock
+from herald.config import Settings
 from herald.domain.retry import RetryPolicy
 from herald.domain.signatures import herald_signature, standard_webhook_signature
+from herald.services.vault import Vault
 from herald.store.callbacks import ClientCallback, ClientCallbackAttempt, due_heads
 from herald.store.db import is_postgres
 from herald.store.projects import Project
@@ -48,10 +52,23 @@ class _Outcome:
         return self.http_status is not None and 200 <= self.http_status < 300
 
 
+class Graph(Protocol):
+    """What the callback sender uses of the process's shared objects (``bootstrap.Herald``)."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    clock: Clock
+
+
 class CallbackSender:
-    def __init__(self, herald: Herald, client: httpx.AsyncClient | None = None) -> None:
-        self.herald = herald
-        s = herald.settings
+    """One worker's loop that posts due client callbacks and records each attempt."""
+
+    def __init__(self, graph: Graph, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = s = graph.settings
+        self.sessions = graph.sessions
+        self.vault = graph.vault
+        self.clock = graph.clock
         self.client = client or provider_http_client(
             timeout=s.callback_timeout_seconds,
             user_agent="Herald-Callbacks/0.1",
@@ -79,7 +96,7 @@ class CallbackSender:
 
     async def _secrets_of(self, project_ids: set[str]) -> dict[str, str]:
         """Each project's webhook secret, read for every batch: a rotated one applies at once."""
-        async with self.herald.sessions() as session:
+        async with self.sessions() as session:
             rows = await session.execute(
                 select(Project.id, Project.webhook_secret_encrypted).where(
                     Project.id.in_(project_ids)
@@ -89,14 +106,14 @@ class CallbackSender:
         opened: dict[str, str] = {}
         for project_id, encrypted in sealed:
             if encrypted not in self._secrets:
-                self._secrets[encrypted] = self.herald.vault.decrypt(encrypted)
+                self._secrets[encrypted] = self.vault.decrypt(encrypted)
             opened[project_id] = self._secrets[encrypted]
         return opened
 
     async def run_once(self, limit: int = 200) -> int:
-        now = self.herald.clock.now()
-        lease = now + timedelta(seconds=self.herald.settings.lease_seconds)
-        async with self.herald.sessions() as session, session.begin():
+        now = self.clock.now()
+        lease = now + timedelta(seconds=self.settings.lease_seconds)
+        async with self.sessions() as session, session.begin():
             query = due_heads(now, limit)
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
@@ -140,8 +157,8 @@ class CallbackSender:
         return _Outcome(cb_id, response.status_code, excerpt, None)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        now = self.herald.clock.now()
-        async with self.herald.sessions() as session, session.begin():
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
             rows = {
                 cb.id: cb
                 for cb in await session.scalars(

@@ -2,6 +2,7 @@
 
 Every status change in Herald goes through :func:`can_move`, so a provider callback that
 arrives late or out of order (``sent`` after ``delivered``) cannot move a message backwards.
+What one channel's status does to the message's other channels is :mod:`herald.domain.cascade`.
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ FINAL: frozenset[Status] = frozenset(
 SUCCESS: frozenset[Status] = frozenset({Status.DELIVERED, Status.READ})
 
 _ENDINGS = {Status.UNDELIVERED, Status.FAILED, Status.EXPIRED}
-
-FAILURES: frozenset[Status] = frozenset({Status.UNDELIVERED, Status.FAILED, Status.EXPIRED})
-"""Final statuses after which a cascade moves on to its next channel."""
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.SCHEDULED, Status.SKIPPED, Status.CANCELLED}),

@@ -136,6 +136,8 @@ class MessageIn(WireModel):
     variables: dict[str, Scalar] | None = None
 
 
+# MessageIn's fields again, as request-wide defaults (and CreateTaskIn's alike): declared
+# in place, since the order is the wire's and the Idempotency-Key fingerprint's.
 class CreateMessagesIn(WireModel):
     company_id: str | StrictInt | None = Field(default=None, alias="companyId")
     task_id: str | None = Field(default=None, alias="taskId", max_length=100)

@@ -1,4 +1,4 @@
-"""Projects: creation, API-key authentication."""
+"""Projects: creation, API-key authentication, their settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.channels.sandbox import SANDBOX_FROM
@@ -20,7 +19,13 @@ from herald.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from herald.services.messages.provider_aliases import checked_aliases
 from herald.services.url_checks import refuse_url
 from herald.services.vault import Vault
-from herald.store.projects import Project
+from herald.store.projects import (
+    Project,
+    all_projects,
+    key_hashes,
+    project_by_key_hash,
+    projects_named,
+)
 from herald.store.senders import Sender
 
 KEY_PREFIX = "hrld_"
@@ -49,7 +54,7 @@ def new_webhook_secret() -> str:
 
 async def rotate_webhook_secret(session: AsyncSession, vault: Vault, name: str) -> str:
     """Give the project named ``name`` a new webhook secret; the old one stops at once."""
-    found = list(await session.scalars(select(Project).where(Project.name == name.strip())))
+    found = await projects_named(session, name.strip())
     if not found:
         raise NotFound(
             f"There is no project named {name!r}; 'herald projects list' shows them.",
@@ -66,6 +71,7 @@ async def rotate_webhook_secret(session: AsyncSession, vault: Vault, name: str) 
 
 
 def hash_key(api_key: str) -> str:
+    """The hash an API key is stored and looked up by."""
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
@@ -102,7 +108,7 @@ async def create_project(session: AsyncSession, vault: Vault, name: str) -> Crea
 
 async def authenticate(session: AsyncSession, api_key: str) -> Project:
     """The project an API key belongs to."""
-    project = await session.scalar(select(Project).where(Project.api_key_hash == hash_key(api_key)))
+    project = await project_by_key_hash(session, hash_key(api_key))
     if project is None:
         raise Unauthorized(
             "The API key is not valid. Send 'Authorization: Bearer <apiKey>' with the key "
@@ -114,15 +120,16 @@ async def authenticate(session: AsyncSession, api_key: str) -> Project:
 
 async def key_owners(session: AsyncSession) -> dict[str, str]:
     """Every project's API key hash, with the project it opens."""
-    rows = await session.execute(select(Project.api_key_hash, Project.id))
-    return {key_hash: project_id for key_hash, project_id in rows}
+    return await key_hashes(session)
 
 
 async def list_projects(session: AsyncSession) -> list[Project]:
-    return list(await session.scalars(select(Project).order_by(Project.created_at)))
+    """Every project, oldest first."""
+    return await all_projects(session)
 
 
 async def get_project(session: AsyncSession, project_id: str) -> Project:
+    """The calling project; gone since its key was checked means the key no longer opens it."""
     project = await session.get(Project, project_id)
     if project is None:
         raise Unauthorized("The project of this API key no longer exists.", code="invalid_api_key")

@@ -1,231 +1,40 @@
-"""Senders: registering provider accounts and choosing the one a message goes out through."""
+"""Senders, the resource: registering, changing, listing and removing the provider accounts a
+project sends from, and choosing the one a message goes out through (what an account needs
+and how its secrets are sealed: ``sender_accounts.py``)."""
 
 from __future__ import annotations
 
 import contextlib
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.channels.base import SenderAccount
-from herald.channels.email import parse_smtp_url, validate_email_address
-from herald.channels.telegram import DEFAULT_BASE_URL as TELEGRAM_BASE_URL
-from herald.channels.twilio import DEFAULT_BASE_URL
-from herald.channels.whatsapp_meta import DEFAULT_BASE_URL as META_BASE_URL
 from herald.domain.phones import InvalidPhone, to_e164
 from herald.domain.statuses import Status
 from herald.domain.urls import PUBLIC_ONLY, UrlPolicy
 from herald.errors import Conflict, NotFound, ValidationFailed
-from herald.services.problems import Problems
-from herald.services.url_checks import host_problem, url_problem
+from herald.services.sender_accounts import (
+    PROVIDERS,
+    SECRET_KEYS,
+    NewSender,
+    as_new_sender,
+    credentials_of,
+    invalid,
+    validated,
+)
 from herald.services.vault import Vault
-from herald.store.messages import Delivery
-from herald.store.senders import Sender
-
-PROVIDERS = {
-    "sms": ("twilio", "sandbox"),
-    "email": ("smtp",),
-    "telegram": ("telegram",),
-    "whatsapp": ("twilio-whatsapp", "meta-whatsapp"),
-}
-_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
-# Twilio alphanumeric sender IDs: up to 11 letters, digits and spaces, at least one letter.
-_ALPHANUMERIC_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-
-
-@dataclass(frozen=True, slots=True)
-class NewSender:
-    channel: str
-    provider: str
-    from_address: str
-    account_sid: str | None = None
-    auth_token: str | None = None
-    base_url: str | None = None
-    rate_limit: float | None = None
-    default: bool | None = None
-    smart_encoding: bool = False
-    # Other channels' secrets: SMTP username/password, a Telegram bot token.
-    username: str | None = None
-    password: str | None = None
-    bot_token: str | None = None
-    # Meta's WhatsApp Cloud API: the phone number id goes in account_sid's place.
-    access_token: str | None = None
-    app_secret: str | None = None
-    verify_token: str | None = None
-
-
-def _invalid(message: str, field: str, code: str = "invalid_sender") -> ValidationFailed:
-    return ValidationFailed(message, code=code, details={"field": field})
-
-
-def _checked_from(channel: str, from_address: str) -> str:
-    if channel == "email":
-        try:
-            return validate_email_address(from_address)
-        except ValueError as e:
-            raise _invalid(f"'from' must be the sender's e-mail address: {e}", "from") from e
-    if channel == "telegram":
-        if not from_address:
-            raise _invalid("'from' must name the bot, e.g. @herald_bot.", "from")
-        return from_address
-    if channel == "sms" and _ALPHANUMERIC_ID.match(from_address) and not from_address.isdigit():
-        return from_address
-    try:
-        return to_e164(from_address)
-    except InvalidPhone as e:
-        what = (
-            "" if channel == "whatsapp" else " or an alphanumeric sender ID of up to 11 characters"
-        )
-        raise _invalid(
-            f"'from' must be a phone number in E.164 (+14155550123){what}: {e}", "from"
-        ) from e
-
-
-def _checked_base_url(provider: str, base_url: str | None, urls: UrlPolicy) -> str | None:
-    if provider == "smtp":
-        if not base_url:
-            raise _invalid(
-                "'baseUrl' is required for e-mail: smtp://host:587 (STARTTLS) or smtps://host:465.",
-                "baseUrl",
-            )
-        try:
-            endpoint = parse_smtp_url(base_url)
-        except ValueError as e:
-            raise _invalid(f"'baseUrl' is not a usable SMTP URL: {e}", "baseUrl") from e
-        if (refused := host_problem(urls, endpoint.host, "baseUrl")) is not None:
-            raise _invalid(refused, "baseUrl", "url_not_allowed")
-        return base_url
-    if base_url is not None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _invalid("'baseUrl' must be an absolute http(s) URL.", "baseUrl")
-        if (refused := url_problem(urls, base_url, "baseUrl")) is not None:
-            raise _invalid(refused, "baseUrl", "url_not_allowed")
-    if provider in ("twilio", "twilio-whatsapp"):
-        return base_url or DEFAULT_BASE_URL
-    if provider == "telegram":
-        return base_url or TELEGRAM_BASE_URL
-    if provider == "meta-whatsapp":
-        return base_url or META_BASE_URL
-    return base_url
-
-
-# The account fields each provider uses (wire names); any other given is refused, not stored
-# unused. Meta's phoneNumberId is kept where Twilio's accountSid is.
-ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
-    "twilio": ("accountSid", "authToken"),
-    "twilio-whatsapp": ("accountSid", "authToken"),
-    "sandbox": (),
-    "smtp": ("username", "password"),
-    "telegram": ("botToken",),
-    "meta-whatsapp": ("phoneNumberId", "accessToken", "appSecret", "verifyToken"),
-}
-
-
-def _validated(new: NewSender, urls: UrlPolicy) -> NewSender:
-    channel = new.channel.lower()
-    provider = new.provider.lower()
-    if channel not in PROVIDERS:
-        raise _invalid(
-            f"Channel {new.channel!r} is not supported; use one of: {', '.join(PROVIDERS)}.",
-            "channel",
-        )
-    if provider not in PROVIDERS[channel]:
-        allowed = ", ".join(PROVIDERS[channel])
-        raise _invalid(
-            f"Provider {new.provider!r} is not supported for {channel}; use {allowed}.", "provider"
-        )
-    faults = Problems()  # every problem of the sender at once
-
-    def fault(message: str, field: str, code: str = "invalid_sender") -> None:
-        faults.add(field, message, code)
-
-    from_address, base_url = "", new.base_url
-    try:
-        from_address = _checked_from(channel, new.from_address.strip())
-    except ValidationFailed as e:
-        fault(e.message, "from")
-    try:
-        base_url = _checked_base_url(provider, new.base_url, urls)
-    except ValidationFailed as e:
-        fault(e.message, "baseUrl", e.code)
-    if new.rate_limit is not None and not (0 < new.rate_limit <= 10_000):
-        fault("'rateLimit' must be more than 0 and at most 10000 messages per second.", "rateLimit")
-    given = {
-        "phoneNumberId" if provider == "meta-whatsapp" else "accountSid": new.account_sid,
-        **{key: getattr(new, field) for field, key in _SECRET_KEYS.items()},
-    }
-    for key, value in given.items():
-        if value and key not in ACCOUNT_FIELDS[provider]:
-            fault(f"'{key}' is not used by {provider} senders; leave it out.", key)
-    if provider in ("twilio", "twilio-whatsapp"):
-        if not new.account_sid:
-            fault(
-                "'accountSid' is required for Twilio (AC followed by 32 hex digits).", "accountSid"
-            )
-        elif not _ACCOUNT_SID.match(new.account_sid):
-            fault(
-                "'accountSid' must be a Twilio Account SID: AC followed by 32 hex digits.",
-                "accountSid",
-            )
-        if not new.auth_token:
-            fault("'authToken' is required for Twilio.", "authToken")
-    if provider == "meta-whatsapp":
-        if not new.account_sid or not new.account_sid.isdigit():
-            fault(
-                "'phoneNumberId' (digits, from Meta's WhatsApp Manager) is required.",
-                "phoneNumberId",
-            )
-        for value, field in (
-            (new.access_token, "accessToken"),
-            (new.app_secret, "appSecret"),
-            (new.verify_token, "verifyToken"),
-        ):
-            if not value:
-                fault(f"'{field}' is required for Meta's WhatsApp Cloud API.", field)
-    if provider == "telegram" and not new.bot_token:
-        fault("'botToken' is required for Telegram (from @BotFather).", "botToken")
-    if faults.items:
-        raise ValidationFailed(
-            faults.summary(with_path=False),  # each sentence names its field
-            code=faults.items[0]["code"] if len(faults.items) == 1 else "invalid_sender",
-            details={"field": faults.items[0]["path"], "errors": faults.items},
-        )
-    return replace(
-        new, channel=channel, provider=provider, from_address=from_address, base_url=base_url
-    )
-
-
-# NewSender's secret fields, under their keys in a sender's encrypted credentials.
-_SECRET_KEYS = {
-    "auth_token": "authToken",
-    "username": "username",
-    "password": "password",
-    "bot_token": "botToken",
-    "access_token": "accessToken",
-    "app_secret": "appSecret",
-    "verify_token": "verifyToken",
-}
-
-
-def _credentials(new: NewSender) -> dict[str, str]:
-    secrets = {key: getattr(new, field) for field, key in _SECRET_KEYS.items()}
-    return {key: value for key, value in secrets.items() if value}
-
-
-async def _clear_default(session: AsyncSession, project_id: str, channel: str) -> None:
-    """No sender of the channel is the default (one is about to become it)."""
-    await session.execute(
-        update(Sender)
-        .where(Sender.project_id == project_id, Sender.channel == channel)
-        .values(is_default=False)
-    )
+from herald.store.messages import deliveries_through, sender_has_history
+from herald.store.senders import (
+    Sender,
+    clear_default,
+    default_sender,
+    newest_real_sender,
+    removed_sender,
+    senders_of,
+)
 
 
 async def add_sender(
@@ -240,38 +49,25 @@ async def add_sender(
 
     ``urls`` names the private hosts its baseUrl may point at (by default none).
     """
-    new = _validated(new, urls)
-    current_default = await session.scalar(
-        select(Sender).where(
-            Sender.project_id == project_id,
-            Sender.channel == new.channel,
-            Sender.is_default.is_(True),
-        )
-    )
+    new = validated(new, urls)
+    current_default = await default_sender(session, project_id, new.channel)
     make_default = new.default
     if make_default is None:
         make_default = current_default is None or (
             current_default.provider == "sandbox" and new.provider != "sandbox"
         )
     if make_default:
-        await _clear_default(session, project_id, new.channel)
+        await clear_default(session, project_id, new.channel)
     settings = {
         "provider": new.provider,
         "account_id": new.account_sid,
-        "credentials_encrypted": vault.encrypt_json(_credentials(new)),
+        "credentials_encrypted": vault.encrypt_json(credentials_of(new)),
         "base_url": new.base_url,
         "rate_limit": new.rate_limit,
         "is_default": make_default,
         "smart_encoding": new.smart_encoding,
     }
-    removed = await session.scalar(
-        select(Sender).where(
-            Sender.project_id == project_id,
-            Sender.channel == new.channel,
-            Sender.from_address == new.from_address,
-            Sender.removed_at.is_not(None),
-        )
-    )
+    removed = await removed_sender(session, project_id, new.channel, new.from_address)
     if removed is not None:
         # The same address again (new credentials, say): the old row comes back, so its
         # history and the new messages stay under one sender id.
@@ -301,7 +97,7 @@ async def add_sender(
 
 # What an update may change; channel, provider and from are what the sender is.
 CHANGEABLE = frozenset({"account_sid", "base_url", "rate_limit", "default", "smart_encoding"})
-CHANGEABLE |= frozenset(_SECRET_KEYS)
+CHANGEABLE |= frozenset(SECRET_KEYS)
 
 
 async def update_sender(
@@ -327,35 +123,18 @@ async def update_sender(
             "Herald made this sender for a bot's web chat; it has nothing to change.",
             code="sender_not_changeable",
         )
-    secrets = vault.decrypt_json(sender.credentials_encrypted)
-    current = NewSender(
-        channel=sender.channel,
-        provider=sender.provider,
-        from_address=sender.from_address,
-        account_sid=sender.account_id,
-        base_url=sender.base_url,
-        rate_limit=sender.rate_limit,
-        default=sender.is_default,
-        smart_encoding=sender.smart_encoding,
-        # Only what the provider uses: older versions stored any secret they were given.
-        **{
-            field: secrets.get(key)
-            for field, key in _SECRET_KEYS.items()
-            if key in ACCOUNT_FIELDS[sender.provider]
-        },
-    )
-    wanted = _validated(replace(current, **changes), urls)
+    wanted = validated(replace(as_new_sender(sender, vault), **changes), urls)
     if sender.is_default and wanted.default is False:
-        raise _invalid(
+        raise invalid(
             f"This is the project's default {sender.channel} sender; make another sender the "
             "default instead (PATCH it with default: true).",
             "default",
             code="default_required",
         )
     if wanted.default and not sender.is_default:
-        await _clear_default(session, project_id, sender.channel)
+        await clear_default(session, project_id, sender.channel)
     sender.account_id = wanted.account_sid
-    sender.credentials_encrypted = vault.encrypt_json(_credentials(wanted))
+    sender.credentials_encrypted = vault.encrypt_json(credentials_of(wanted))
     sender.base_url = wanted.base_url
     sender.rate_limit = wanted.rate_limit
     sender.is_default = bool(wanted.default)
@@ -372,22 +151,27 @@ async def list_senders(
     newest_first: bool = False,
 ) -> list[Sender]:
     """The project's senders, oldest first (the order they were added) unless told."""
-    query = select(Sender).where(Sender.project_id == project_id, Sender.removed_at.is_(None))
-    if channel:
-        query = query.where(Sender.channel == channel.lower())
-    if provider:
-        query = query.where(Sender.provider == provider.lower())
-    order = Sender.created_at.desc() if newest_first else Sender.created_at
-    return list(await session.scalars(query.order_by(order, Sender.id)))
+    wanted = {"channel": channel, "provider": provider}
+    equal = {column: value.lower() for column, value in wanted.items() if value}
+    return await senders_of(session, project_id, newest_first=newest_first, **equal)
 
 
 SORT_KEYS = ("createdAt",)
 
 
 async def get_sender(session: AsyncSession, project_id: str, sender_id: str) -> Sender:
+    """The project's sender ``sender_id``, not removed, or 404."""
     sender = await session.get(Sender, sender_id)
     if sender is None or sender.project_id != project_id or sender.removed_at is not None:
         raise NotFound(f"No sender with id {sender_id}.", code="sender_not_found")
+    return sender
+
+
+async def telegram_sender(session: AsyncSession, project_id: str, sender_id: str) -> Sender:
+    """The project's sender ``sender_id``, refused unless it is a Telegram bot."""
+    sender = await get_sender(session, project_id, sender_id)
+    if sender.provider != "telegram":
+        raise ValidationFailed("This sender is not a Telegram bot.", code="not_telegram")
     return sender
 
 
@@ -405,11 +189,7 @@ async def remove_sender(
     reports still to come (their signatures are checked with its credentials).
     """
     sender = await get_sender(session, project_id, sender_id)
-    waiting = await session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.sender_id == sender.id, Delivery.status.in_(_UNSENT))
-    )
+    waiting = await deliveries_through(session, sender.id, _UNSENT)
     if waiting:
         raise Conflict(
             f"{waiting} message(s) are still waiting to go out through this sender. Cancel "
@@ -418,7 +198,7 @@ async def remove_sender(
             details={"waiting": waiting},
         )
     was_default = sender.is_default
-    if await session.scalar(select(exists().where(Delivery.sender_id == sender.id))):
+    if await sender_has_history(session, sender.id):
         sender.removed_at = now
         sender.is_default = False
     else:
@@ -433,18 +213,7 @@ async def _promote_default(session: AsyncSession, removed: Sender) -> None:
     Never the sandbox: messages meant for people must not silently stop reaching them. With
     no other real sender, sends without ``from`` are refused (no_sender) until one is added.
     """
-    heir = await session.scalar(
-        select(Sender)
-        .where(
-            Sender.project_id == removed.project_id,
-            Sender.channel == removed.channel,
-            Sender.id != removed.id,
-            Sender.removed_at.is_(None),
-            Sender.provider != "sandbox",
-        )
-        .order_by(Sender.created_at.desc())
-        .limit(1)
-    )
+    heir = await newest_real_sender(session, removed)
     if heir is not None:
         heir.is_default = True
 
@@ -507,18 +276,3 @@ class SenderDirectory:
             "herald senders add).",
             code="no_sender",
         )
-
-
-def account_of(sender: Sender, vault: Vault) -> SenderAccount:
-    """A sender's settings with its credentials decrypted, for an adapter."""
-    return SenderAccount(
-        id=sender.id,
-        provider=sender.provider,
-        from_address=sender.from_address,
-        account_id=sender.account_id,
-        # Herald's own channels (the web chat) have no secrets.
-        credentials=(
-            vault.decrypt_json(sender.credentials_encrypted) if sender.credentials_encrypted else {}
-        ),
-        base_url=sender.base_url,
-    )

@@ -1,14 +1,18 @@
 """Two-way bots: the bot, its conversations and their messages, opt-out suppressions, and
-each person's last inbound time per channel (the WhatsApp 24-hour window)."""
+each person's last inbound time per channel (the WhatsApp 24-hour window); with the queries
+that find and add conversations, their messages and that inbound time."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from herald.domain.addresses import bare
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
 
 
@@ -113,3 +117,140 @@ class ContactActivity(Base):
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     address: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_inbound_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- conversations ---------------------------------------------------------------------------
+
+
+def add_message(
+    session: AsyncSession,
+    conversation: Conversation,
+    direction: str,
+    body: str,
+    via: str,
+    at: datetime,
+    *,
+    media: list[str] | None = None,
+    provider_sid: str | None = None,
+    message_id: str | None = None,
+    content: dict[str, Any] | None = None,
+    status: str | None = None,
+    automatic: bool = False,
+) -> ConversationMessage:
+    """Add a text to the conversation; an ``automatic`` reply (the bot's rules or backend)
+    leaves the person's texts unread, since no person has seen or answered them."""
+    message = ConversationMessage(
+        conversation_id=conversation.id,
+        direction=direction,
+        body=body,
+        media=media or None,
+        provider_sid=provider_sid,
+        message_id=message_id,
+        via=via,
+        content=content or None,
+        status=status,
+        created_at=at,
+    )
+    session.add(message)
+    conversation.last_message_at = at
+    conversation.last_direction = direction
+    conversation.last_body = body[:500]
+    if direction == "inbound":
+        conversation.unread += 1
+    elif not automatic:
+        conversation.unread = 0
+    return message
+
+
+async def conversation_for(
+    session: AsyncSession, bot: Bot, channel: str, address: str, at: datetime
+) -> Conversation:
+    """The person's conversation with the bot on ``channel``, made or reopened."""
+    query = select(Conversation).where(
+        Conversation.bot_id == bot.id,
+        Conversation.channel == channel,
+        Conversation.address == address,
+    )
+    conversation = await session.scalar(query)
+    if conversation is None:
+        try:
+            async with session.begin_nested():
+                conversation = Conversation(
+                    project_id=bot.project_id,
+                    bot_id=bot.id,
+                    channel=channel,
+                    address=address,
+                    status="open",
+                    unread=0,
+                    created_at=at,
+                )
+                session.add(conversation)
+                await session.flush()
+        except IntegrityError:
+            # The same person's previous text created it a moment ago.
+            conversation = await session.scalar(query)
+            assert conversation is not None
+    if conversation.status != "open":
+        conversation.status, conversation.closed_at = "open", None
+    return conversation
+
+
+async def inbound_seen(session: AsyncSession, provider_sid: str) -> int | None:
+    """The id of the inbound message already stored under this provider id, if any."""
+    return await session.scalar(
+        select(ConversationMessage.id).where(ConversationMessage.provider_sid == provider_sid)
+    )
+
+
+# -- contact activity (the WhatsApp 24-hour window) ------------------------------------------
+
+
+async def record_inbound_activity(
+    session: AsyncSession, project_id: str, channel: str, address: str, at: datetime
+) -> None:
+    """Remember that the person wrote to the project on ``channel`` at ``at``."""
+    channel, address = channel.lower(), bare(address)
+    where = (
+        ContactActivity.project_id == project_id,
+        ContactActivity.channel == channel,
+        ContactActivity.address == address,
+    )
+    result = await session.execute(
+        update(ContactActivity)
+        .where(*where, ContactActivity.last_inbound_at < at)
+        .values(last_inbound_at=at)
+    )
+    if getattr(result, "rowcount", 0):
+        return
+    if await session.scalar(select(ContactActivity.address).where(*where)) is not None:
+        return  # already as recent
+    try:
+        async with session.begin_nested():
+            session.add(
+                ContactActivity(
+                    project_id=project_id, channel=channel, address=address, last_inbound_at=at
+                )
+            )
+            await session.flush()
+    except IntegrityError:
+        await session.execute(
+            update(ContactActivity)
+            .where(*where, ContactActivity.last_inbound_at < at)
+            .values(last_inbound_at=at)
+        )
+
+
+async def last_inbound_at(
+    session: AsyncSession, project_id: str, channel: str, address: str
+) -> datetime | None:
+    """When the person last wrote to the project on ``channel`` (any prefix form), if ever."""
+    return await session.scalar(
+        select(ContactActivity.last_inbound_at).where(
+            ContactActivity.project_id == project_id,
+            ContactActivity.channel == channel.lower(),
+            ContactActivity.address == bare(address),
+        )
+    )
+
+
+# -- inbound texts -----------------------------------------------------------------------------

@@ -7,13 +7,34 @@ lease, so a worker that dies simply lets the row come due again.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    exists,
+    false,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
+from herald.domain.statuses import Status
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
+from herald.store.senders import Sender
+from herald.store.templates import Template
+
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
 class Message(Base):
@@ -57,6 +78,7 @@ class Message(Base):
     template_id: Mapped[str | None] = mapped_column(String(36))
     template_version: Mapped[int | None] = mapped_column(Integer)
     template_variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The moments of its life, one column each (alike tasks' and other tables': their own).
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -152,3 +174,180 @@ class StatusEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(50))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+async def deliveries_through(
+    session: AsyncSession, sender_id: str, statuses: Collection[str] | None = None
+) -> int:
+    """How many deliveries go through the sender (in one of ``statuses``, when given)."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.sender_id == sender_id)
+    if statuses is not None:
+        query = query.where(Delivery.status.in_(statuses))
+    return await session.scalar(query) or 0
+
+
+async def sender_has_history(session: AsyncSession, sender_id: str) -> bool:
+    """Whether any delivery ever went through the sender (cheaper than counting them)."""
+    return bool(await session.scalar(select(exists().where(Delivery.sender_id == sender_id))))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Which of a project's messages a list or a cancel means; empty parts match all."""
+
+    ids: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    phone: str | None = None
+    group_ids: Sequence[str] = ()
+    task_ids: Sequence[str] = ()
+    bulk_ids: Sequence[str] = ()
+    channel: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+# Deliveries that never reached their channel: a channel filter does not find them.
+_NOT_REACHED = (Status.PENDING, Status.SKIPPED)
+
+
+def _matching(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
+    query = query.where(Message.project_id == project_id)
+    if f.ids:
+        query = query.where(Message.id.in_(f.ids))
+    if f.statuses:
+        query = query.where(Message.status.in_(f.statuses))
+    if f.phone:
+        query = query.where(Message.phone == f.phone)
+    if f.group_ids:
+        query = query.where(Message.group_id.in_(f.group_ids))
+    if f.task_ids:
+        query = query.where(Message.task_id.in_(f.task_ids))
+    if f.bulk_ids:
+        query = query.where(Message.bulk_id.in_(f.bulk_ids))
+    if f.channel:
+        # Any channel the cascade reached, so a message delivered by its second channel is
+        # found under that channel too.
+        query = query.where(
+            select(Delivery.id)
+            .where(
+                Delivery.message_id == Message.id,
+                Delivery.channel == f.channel,
+                Delivery.status.not_in(_NOT_REACHED),
+            )
+            .exists()
+        )
+    if f.created_from:
+        query = query.where(Message.created_at >= f.created_from)
+    if f.created_to:
+        query = query.where(Message.created_at < f.created_to)
+    return query
+
+
+# TWIN's sort keys for the message list, as columns.
+SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
+    "createdAt": Message.created_at,
+    "status": Message.status,
+}
+
+
+async def page_of_messages(
+    session: AsyncSession,
+    project_id: str,
+    f: MessageFilter,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    offset: int,
+    sort: tuple[str, bool],
+) -> list[Message]:
+    """Up to ``limit`` matching messages in ``sort``'s order (a key of SORT_COLUMNS, and
+    whether descending), after the (created_at, id) ``after`` or skipping ``offset``."""
+    query = _matching(select(Message), project_id, f)
+    if after is not None:
+        created, last_id = after
+        query = query.where(
+            (Message.created_at < created)
+            | ((Message.created_at == created) & (Message.id < last_id))
+        )
+    elif offset:
+        query = query.offset(offset)
+    key, descending = sort
+    column = SORT_COLUMNS[key]
+    # Newest first within a status; the id keeps equal times in one order from page to page.
+    first = column.desc() if descending else column.asc()
+    query = query.order_by(first, Message.created_at.desc(), Message.id.desc())
+    return list(await session.scalars(query.limit(limit)))
+
+
+async def count_messages(session: AsyncSession, project_id: str, f: MessageFilter) -> int:
+    """How many of the project's messages match."""
+    query = _matching(select(func.count()).select_from(Message), project_id, f)
+    return await session.scalar(query) or 0
+
+
+async def messages_with_deliveries(
+    session: AsyncSession, project_id: str, f: MessageFilter, *, lock: bool
+) -> list[tuple[Message, Delivery]]:
+    """Each matching message with each of its deliveries; ``lock``: held FOR UPDATE."""
+    query = _matching(
+        select(Message, Delivery).join(Delivery, Delivery.message_id == Message.id), project_id, f
+    ).order_by(Message.id, Delivery.id)
+    if lock:
+        query = query.with_for_update(of=(Message, Delivery))
+    return [(m, d) for m, d in await session.execute(query)]
+
+
+async def find_message(session: AsyncSession, project_id: str, message_id: str) -> Message | None:
+    """The project's message ``message_id``."""
+    return await session.scalar(
+        select(Message).where(Message.id == message_id, Message.project_id == project_id)
+    )
+
+
+async def deliveries_of(
+    session: AsyncSession, message_ids: Collection[str]
+) -> list[tuple[Delivery, str]]:
+    """The messages' deliveries in cascade order, each with its sender's provider."""
+    rows = await session.execute(
+        select(Delivery, Sender.provider)
+        .join(Sender, Sender.id == Delivery.sender_id)
+        .where(Delivery.message_id.in_(message_ids))
+        .order_by(Delivery.step)
+    )
+    return [(delivery, provider) for delivery, provider in rows]
+
+
+async def events_of(session: AsyncSession, message_ids: Collection[str]) -> list[StatusEvent]:
+    """The messages' status history, oldest first."""
+    query = select(StatusEvent).where(StatusEvent.message_id.in_(message_ids))
+    return list(await session.scalars(query.order_by(StatusEvent.id)))
+
+
+async def attempts_of(session: AsyncSession, delivery_ids: Collection[str]) -> list[Attempt]:
+    """The deliveries' attempts, by delivery then number."""
+    query = select(Attempt).where(Attempt.delivery_id.in_(delivery_ids))
+    return list(await session.scalars(query.order_by(Attempt.delivery_id, Attempt.number)))
+
+
+async def template_names(session: AsyncSession, template_ids: Collection[str]) -> dict[str, str]:
+    """The name of each template the messages were rendered from."""
+    if not template_ids:
+        return {}
+    rows = await session.execute(
+        select(Template.id, Template.name).where(Template.id.in_(template_ids))
+    )
+    return {template_id: name for template_id, name in rows}
+
+
+async def group_members(session: AsyncSession, project_id: str, group_id: str) -> list[Message]:
+    """The project's messages of one group, oldest first."""
+    query = select(Message).where(Message.project_id == project_id, Message.group_id == group_id)
+    return list(await session.scalars(query.order_by(Message.created_at, Message.id)))
+
+
+async def message_exists(session: AsyncSession, project_id: str, message_id: str) -> bool:
+    """Whether the project has a message ``message_id`` (reads its id only)."""
+    found = await session.scalar(
+        select(Message.id).where(Message.id == message_id, Message.project_id == project_id)
+    )
+    return found is not None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, String
+from sqlalchemy import JSON, Float, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
@@ -31,3 +32,24 @@ class Project(Base):
     # (upper case) maps to the Herald provider that stands in for it.
     provider_aliases: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+async def projects_named(session: AsyncSession, name: str) -> list[Project]:
+    """Every project called ``name`` (names need not be unique)."""
+    return list(await session.scalars(select(Project).where(Project.name == name)))
+
+
+async def project_by_key_hash(session: AsyncSession, key_hash: str) -> Project | None:
+    """The project whose API key has this hash."""
+    return await session.scalar(select(Project).where(Project.api_key_hash == key_hash))
+
+
+async def key_hashes(session: AsyncSession) -> dict[str, str]:
+    """Every project's API key hash, with the project it opens."""
+    rows = await session.execute(select(Project.api_key_hash, Project.id))
+    return {key_hash: project_id for key_hash, project_id in rows}
+
+
+async def all_projects(session: AsyncSession) -> list[Project]:
+    """Every project, oldest first."""
+    return list(await session.scalars(select(Project).order_by(Project.created_at)))

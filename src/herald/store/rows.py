@@ -32,6 +32,8 @@ DELIVERIES = cast(Table, Delivery.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
 
 
+# MessageRow, DeliveryRow and AttemptRow are alike in shape on purpose: each lists its
+# table's columns, in order, so a Core row fills one positionally.
 @dataclass(slots=True, eq=False)
 class MessageRow:
     table: ClassVar[Table] = MESSAGES

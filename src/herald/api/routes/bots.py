@@ -1,21 +1,21 @@
-"""Bots, their conversations, opt-out suppressions, and Twilio's inbound-message webhook."""
+"""Bots and their conversations.
+
+Opt-out suppressions are :mod:`herald.api.routes.suppressions`; Twilio's inbound-message
+webhook, which a bot's number calls, is :mod:`herald.api.webhooks.twilio_inbound`.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
+from typing import Annotated, Any, Literal, TypedDict
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import AliasChoices, Field, StrictFloat
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import Offset
-from herald.api.responses import API, JSON_BODY, errors
+from herald.api.responses import API, JSON_BODY, Responses, errors
 from herald.api.routes.webchat import script_url, snippet
-from herald.api.webhooks.providers import EMPTY_TWIML, public_url_of
-from herald.bootstrap import bot_backend_client
+from herald.api.webhooks.twilio_inbound import inbound_url
 from herald.schemas.messages import WireModel
 from herald.schemas.out.bots import (
     BotList,
@@ -24,18 +24,15 @@ from herald.schemas.out.bots import (
     ConversationList,
     ConversationMessage,
     ConversationOut,
-    SuppressionList,
-    SuppressionOut,
 )
+from herald.services.bots import conversations
 from herald.services.bots import resource as service
-from herald.services.delivery import suppressions
 from herald.services.messages.accepting import CreationPolicy
-from herald.store.bots import Bot, Suppression
+from herald.store.bots import Bot
 
+# Routes share one shape with every resource's (parse, one service call, render); what
+# differs is their path, model and errors, so the shape is not factored out.
 router = APIRouter(tags=["bots"])
-
-# Characters XML 1.0 cannot carry at all, even escaped.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class RuleIn(WireModel):
@@ -83,19 +80,6 @@ class ReplyIn(WireModel):
     callback_url: str | None = Field(default=None, alias="callbackUrl")
 
 
-class SuppressionIn(WireModel):
-    # A channel's name (sms, whatsapp...), stored lowercased in a 20-character column that
-    # PostgreSQL, unlike SQLite, holds to its width.
-    channel: str = Field(default="sms", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
-    from_: str = Field(alias="from", min_length=1, max_length=200)
-    to: str = Field(min_length=1, max_length=200)
-
-
-def inbound_url(public_url: str, bot_id: str) -> str:
-    """The URL to configure on the Twilio number ("A message comes in", HTTP POST)."""
-    return f"{public_url.rstrip('/')}/webhooks/twilio/inbound/{bot_id}"
-
-
 def bot_out(bot: Bot, public_url: str) -> dict[str, Any]:
     """A bot on the wire; the auth token is never returned."""
     return {
@@ -118,25 +102,6 @@ def bot_out(bot: Bot, public_url: str) -> dict[str, Any]:
         "createdAt": bot.created_at.isoformat(),
         "updatedAt": bot.updated_at.isoformat(),
     }
-
-
-def suppression_out(s: Suppression) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "channel": s.channel,
-        "from": s.from_address,
-        "to": s.to_address,
-        "source": s.source,
-        "createdAt": s.created_at.isoformat(),
-    }
-
-
-def twiml(replies: list[str]) -> str:
-    """A TwiML answer with one <Message> per reply, or ``<Response/>`` for none."""
-    if not replies:
-        return EMPTY_TWIML
-    body = "".join(f"<Message>{escape(_NOT_XML.sub('', r))}</Message>" for r in replies)
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>'
 
 
 # -- bots --------------------------------------------------------------------------------------
@@ -178,42 +143,42 @@ async def get_bot(bot_id: str, herald: HeraldDep, project: ProjectId) -> dict[st
     return bot_out(bot, herald.settings.public_url)
 
 
-async def _update(bot_id: str, payload: BotIn, herald: HeraldDep, project: str) -> dict[str, Any]:
+async def _update(
+    herald: HeraldDep, project: str, bot_id: str, fields: service.BotFields
+) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         bot = await service.update_bot(
             session,
             herald.vault,
             project,
             bot_id,
-            payload.fields(),
+            fields,
             now=herald.clock.now(),
             urls=herald.settings.url_policy,
         )
         return bot_out(bot, herald.settings.public_url)
 
 
-@router.put(
-    "/api/v1/bots/{bot_id}",
+class _Doc(TypedDict):
+    summary: str
+    response_model: type[BotOut]
+    responses: Responses
+
+
+_UPDATE = _Doc(
     summary="Update a bot (fields left out are kept)",
     response_model=BotOut,
     responses=errors(API, JSON_BODY, 404, 409),
 )
-async def put_bot(
-    bot_id: str, payload: BotIn, herald: HeraldDep, project: ProjectId
-) -> dict[str, Any]:
-    return await _update(bot_id, payload, herald, project)
 
 
-@router.patch(
-    "/api/v1/bots/{bot_id}",
-    summary="Update a bot (fields left out are kept)",
-    response_model=BotOut,
-    responses=errors(API, JSON_BODY, 404, 409),
-)
-async def patch_bot(
+# PUT and PATCH both keep the fields left out; ``name`` keeps each its own operation id.
+@router.put("/api/v1/bots/{bot_id}", name="put_bot", **_UPDATE)
+@router.patch("/api/v1/bots/{bot_id}", name="patch_bot", **_UPDATE)
+async def update_bot(
     bot_id: str, payload: BotIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
-    return await _update(bot_id, payload, herald, project)
+    return await _update(herald, project, bot_id, payload.fields())
 
 
 def _unquoted(value: str | None) -> str | None:
@@ -244,18 +209,7 @@ async def post_bot(
         "name": _unquoted(name),
     }
     overrides = {k: v for k, v in query.items() if v is not None}
-    fields = (payload or BotIn()).fields(**overrides)
-    async with herald.sessions() as session, session.begin():
-        bot = await service.update_bot(
-            session,
-            herald.vault,
-            project,
-            bot_id,
-            fields,
-            now=herald.clock.now(),
-            urls=herald.settings.url_policy,
-        )
-        return bot_out(bot, herald.settings.public_url)
+    return await _update(herald, project, bot_id, (payload or BotIn()).fields(**overrides))
 
 
 @router.delete(
@@ -285,10 +239,10 @@ async def list_conversations(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
-        items = await service.list_conversations(
+        items = await conversations.list_conversations(
             session, project, bot_id, status=status, limit=limit, offset=offset
         )
-    return {"count": len(items), "items": [service.conversation_out(c) for c in items]}
+    return {"count": len(items), "items": [conversations.conversation_out(c) for c in items]}
 
 
 @router.get(
@@ -302,7 +256,7 @@ async def get_conversation(
     bot_id: str, conversation_id: str, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
-        return await service.get_conversation(session, project, bot_id, conversation_id)
+        return await conversations.get_conversation(session, project, bot_id, conversation_id)
 
 
 @router.post(
@@ -317,7 +271,7 @@ async def send_message(
     bot_id: str, conversation_id: str, payload: ReplyIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
-        result = await service.send_as_bot(
+        result = await conversations.send_as_bot(
             session,
             project,
             bot_id,
@@ -341,126 +295,7 @@ async def close_conversation(
     bot_id: str, conversation_id: str, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
-        conversation = await service.close_conversation(
+        conversation = await conversations.close_conversation(
             session, project, bot_id, conversation_id, now=herald.clock.now()
         )
-        return service.conversation_out(conversation)
-
-
-# -- suppressions ------------------------------------------------------------------------------
-
-
-@router.get(
-    "/api/v1/suppressions",
-    tags=["suppressions"],
-    summary="List opt-out suppressions",
-    response_model=SuppressionList,
-    responses=errors(API),
-)
-async def list_suppressions(
-    herald: HeraldDep,
-    project: ProjectId,
-    channel: str | None = None,
-    to: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Offset = 0,
-) -> dict[str, Any]:
-    async with herald.sessions() as session:
-        items = await suppressions.list_suppressions(
-            session,
-            project,
-            channel=channel,
-            to_address=to,
-            from_address=from_,
-            limit=limit,
-            offset=offset,
-        )
-    return {"count": len(items), "items": [suppression_out(s) for s in items]}
-
-
-@router.post(
-    "/api/v1/suppressions",
-    status_code=201,
-    tags=["suppressions"],
-    summary="Suppress a pair",
-    response_model=SuppressionOut,
-    responses=errors(API, JSON_BODY),
-)
-async def add_suppression(
-    payload: SuppressionIn, herald: HeraldDep, project: ProjectId
-) -> dict[str, Any]:
-    async with herald.sessions() as session, session.begin():
-        await suppressions.record_suppression(
-            session,
-            project,
-            payload.channel,
-            payload.from_,
-            payload.to,
-            "api",
-            at=herald.clock.now(),
-        )
-        found = await suppressions.list_suppressions(
-            session,
-            project,
-            channel=payload.channel,
-            to_address=payload.to,
-            from_address=payload.from_,
-            limit=1,
-        )
-        return suppression_out(found[0])
-
-
-@router.delete(
-    "/api/v1/suppressions/{suppression_id}",
-    status_code=204,
-    tags=["suppressions"],
-    summary="Remove a suppression",
-    responses=errors(API, 404),
-)
-async def remove_suppression(
-    suppression_id: str, herald: HeraldDep, project: ProjectId
-) -> Response:
-    async with herald.sessions() as session, session.begin():
-        await suppressions.remove_suppression(session, project, suppression_id)
-    return Response(status_code=204)
-
-
-# -- Twilio's inbound-message webhook ----------------------------------------------------------
-
-
-@router.post(
-    "/webhooks/twilio/inbound/{bot_id}",
-    tags=["webhooks"],
-    summary="Twilio inbound message",
-    response_class=Response,
-    responses={
-        200: {
-            "description": "TwiML: the bot's immediate replies, if any.",
-            "content": {"text/xml": {"schema": {"type": "string"}}},
-        },
-        **errors(400, 403, 404, 413),
-    },
-)
-async def twilio_inbound(
-    bot_id: str,
-    request: Request,
-    herald: HeraldDep,
-    x_twilio_signature: Annotated[str | None, Header()] = None,
-) -> Response:
-    # Twilio posts application/x-www-form-urlencoded; blank values are signed too.
-    params: dict[str, list[str]] = {}
-    for key, value in parse_qsl(
-        (await request.body()).decode(errors="replace"), keep_blank_values=True
-    ):
-        params.setdefault(key, []).append(value)
-    inbound = service.InboundText(
-        bot_id=bot_id,
-        url=public_url_of(request, herald.settings.public_url),
-        params=params,
-        signature=x_twilio_signature,
-        received_at=herald.clock.now(),
-    )
-    async with bot_backend_client(herald.settings) as client:
-        replies = await service.handle_inbound(herald.sessions, herald.vault, client, inbound)
-    return Response(twiml(replies), media_type="text/xml")
+        return conversations.conversation_out(conversation)

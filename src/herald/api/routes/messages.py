@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 
 from herald.api.deps import HeraldDep, ProjectId
 from herald.api.query import (
@@ -29,8 +24,6 @@ from herald.api.query import (
     twin_list,
 )
 from herald.api.responses import API, JSON_BODY, body, errors, json_response
-from herald.bootstrap import Herald
-from herald.errors import Conflict, ValidationFailed
 from herald.schemas.messages import CancelMessagesIn, CreateMessagesIn
 from herald.schemas.out.callbacks import CallbackList
 from herald.schemas.out.messages import (
@@ -41,17 +34,14 @@ from herald.schemas.out.messages import (
     MessageList,
 )
 from herald.services import projects
-from herald.services.messages import accepting
 from herald.services.messages import callback_log as client_callbacks
+from herald.services.messages import idempotency
 from herald.services.messages import reading as service
-from herald.store.db import read_snapshot
-from herald.store.idempotency import IdempotentRequest
+from herald.store.messages import MessageFilter
 
+# Alike across route modules (duplicates): the decorator with its responses, a session and
+# one service call, TWIN's paging parameters. FastAPI reads each signature; the logic differs.
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
-
-# One request is answered (and its answer kept for Idempotency-Key) in one piece: 10,000
-# results are about 2.4 MB. Larger sends belong in a file (a send task).
-MAX_RECIPIENTS = 10_000
 
 
 @router.post(
@@ -71,123 +61,15 @@ async def create_messages(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Accept messages; answers TWIN's bare array of results, one per created message."""
-    recipients = sum(len(m.destinations) for m in payload.messages)
-    if recipients > MAX_RECIPIENTS:
-        raise ValidationFailed(
-            f"This request has {recipients:,} destinations; one request takes at most "
-            f"{MAX_RECIPIENTS:,}. Split it, or send a file with POST /api/v1/messages/bulk.",
-            code="too_many_destinations",
-            details={"destinations": recipients, "max": MAX_RECIPIENTS},
-        )
-    # The request as parsed, so a retry that spaces or escapes its JSON differently is the
-    # same request; only computed when it is needed.
-    fingerprint = (
-        hashlib.sha256(payload.model_dump_json(by_alias=True).encode()).hexdigest()
-        if idempotency_key
-        else ""
+    answer = await idempotency.create_messages(
+        herald.sessions, herald.clock, herald.settings, project, payload, idempotency_key
     )
-    accept = _Acceptance(herald, project, payload, idempotency_key, fingerprint)
-    try:
-        response = await accept()
-    except IntegrityError:
-        # Another request with the same key won the race: answer what it answered. Or a
-        # sender was removed between planning and storing: plan again without it.
-        stored = await accept.stored()
-        response = _replay(stored, fingerprint) if stored else await accept()
     herald.work_available.set()
-    return response
-
-
-class _Acceptance:
-    """One create request: checked and planned on a read-only snapshot, then stored.
-
-    Planning (phone numbers, templates, segments, the rows themselves) is most of the work;
-    outside the write transaction it does not keep other writers waiting, and on SQLite
-    every process shares one write lock. A request with a chat channel is planned inside
-    the write transaction: planning may make its bot's web chat sender.
-    """
-
-    def __init__(
-        self,
-        herald: Herald,
-        project: str,
-        payload: CreateMessagesIn,
-        key: str | None,
-        fingerprint: str,
-    ) -> None:
-        self.herald, self.project, self.payload = herald, project, payload
-        self.key, self.fingerprint = key, fingerprint
-        self.policy = accepting.CreationPolicy.from_settings(herald.settings)
-
-    async def stored(self) -> IdempotentRequest | None:
-        """The first answer to this key, while it is kept."""
-        if not self.key:
-            return None
-        async with self.herald.sessions() as session:
-            await read_snapshot(session)
-            stored = await session.get(IdempotentRequest, (self.project, self.key))
-        if stored is None or stored.created_at < self._expired_before():
-            return None
-        return stored
-
-    def _expired_before(self) -> datetime:
-        return self.herald.clock.now() - timedelta(hours=self.herald.settings.idempotency_hours)
-
-    async def __call__(self) -> Response:
-        if (stored := await self.stored()) is not None:
-            return _replay(stored, self.fingerprint)
-        now = self.herald.clock.now()
-        planned = None
-        if accepting.plans_without_writing(self.payload):
-            async with self.herald.sessions() as session:
-                await read_snapshot(session)
-                planned = await accepting.plan_messages(
-                    session, self.project, self.payload, now=now, policy=self.policy
-                )
-        async with self.herald.sessions() as session, session.begin():
-            if planned is None:
-                planned = await accepting.plan_messages(
-                    session, self.project, self.payload, now=now, policy=self.policy
-                )
-            results = await accepting.store_messages(
-                session, self.project, planned, now=now, policy=self.policy
-            )
-            body = json.dumps(results, separators=(",", ":"))
-            if self.key:
-                # Expired answers of the project go, this key's own included (an index range).
-                await session.execute(
-                    delete(IdempotentRequest).where(
-                        IdempotentRequest.project_id == self.project,
-                        IdempotentRequest.created_at < self._expired_before(),
-                    )
-                )
-                # Stored with the messages: a retry either finds both or neither.
-                session.add(
-                    IdempotentRequest(
-                        project_id=self.project,
-                        key=self.key,
-                        request_hash=self.fingerprint,
-                        status_code=201,
-                        response_body=body,
-                        created_at=now,
-                    )
-                )
-        return Response(body, status_code=201, media_type="application/json")
-
-
-def _replay(stored: IdempotentRequest, fingerprint: str) -> Response:
-    if stored.request_hash != fingerprint:
-        raise Conflict(
-            "This Idempotency-Key was already used with a different request body; "
-            "use a new key for a new request.",
-            code="idempotency_key_reused",
-        )
-    # The first answer's very bytes.
     return Response(
-        stored.response_body,
-        status_code=stored.status_code,
+        answer.body,
+        status_code=answer.status_code,
         media_type="application/json",
-        headers={"Idempotent-Replayed": "true"},
+        headers={"Idempotent-Replayed": "true"} if answer.replayed else None,
     )
 
 
@@ -229,7 +111,7 @@ async def list_messages(
     async with herald.sessions() as session:
         found = await projects.get_project(session, project)
     zone = list_zone(timezone, found.default_timezone or herald.settings.default_timezone)
-    f = service.MessageFilter(
+    f = MessageFilter(
         ids=twin_list(request, "id"),
         statuses=twin_list(request, "status"),
         phone=_plus_restored(phone),

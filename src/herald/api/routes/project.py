@@ -15,6 +15,8 @@ from herald.schemas.out.project import BandwidthList, ProjectOut
 from herald.services import projects as service
 from herald.store.projects import Project
 
+# Alike across route modules (duplicates): the decorator with its responses, a session and
+# one service call. FastAPI reads each signature; the logic differs.
 router = APIRouter(prefix="/api/v1", tags=["project"])
 
 
@@ -67,20 +69,11 @@ async def get_project(herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
 async def patch_project(
     payload: ProjectSettingsIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
-    sent = payload.model_fields_set
+    # Only the fields sent change: a null sent clears one, a field left out stays.
+    sent = {name: getattr(payload, name) for name in payload.model_fields_set}
     async with herald.sessions() as session, session.begin():
         updated = await service.update_settings(
-            session,
-            project,
-            default_timezone=payload.default_timezone
-            if "default_timezone" in sent
-            else service.UNSET,
-            rate_limit=payload.rate_limit if "rate_limit" in sent else service.UNSET,
-            callback_url=payload.callback_url if "callback_url" in sent else service.UNSET,
-            urls=herald.settings.url_policy,
-            provider_aliases=payload.provider_aliases
-            if "provider_aliases" in sent
-            else service.UNSET,
+            session, project, urls=herald.settings.url_policy, **sent
         )
         return project_out(updated, herald.settings.default_timezone)
 

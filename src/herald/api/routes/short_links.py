@@ -18,8 +18,11 @@ from herald.bootstrap import Herald
 from herald.domain.links import CODE_PATTERN, to_ascii_url
 from herald.errors import HeraldError
 from herald.schemas.out.short_links import ShortLinkList
+from herald.services import link_clicks
 from herald.services import short_links as service
 
+# Alike across route modules (duplicates): the decorator with its responses, a session and
+# one service call, TWIN's paging parameters. FastAPI reads each signature; the logic differs.
 router = APIRouter(prefix="/api/v1/shortLinks", tags=["short links"])
 
 
@@ -72,11 +75,11 @@ class _CodeConvertor(Convertor[str]):
 register_url_convertor("shortcode", _CodeConvertor())
 
 
-def _recorder(request: Request, herald: Herald) -> service.ClickRecorder:
+def _recorder(request: Request, herald: Herald) -> link_clicks.ClickRecorder:
     # One per app (and so per event loop), made on the first click.
-    recorder: service.ClickRecorder | None = getattr(request.app.state, "click_recorder", None)
+    recorder: link_clicks.ClickRecorder | None = getattr(request.app.state, "click_recorder", None)
     if recorder is None:
-        recorder = service.ClickRecorder(herald.sessions, herald.clock)
+        recorder = link_clicks.ClickRecorder(herald.sessions, herald.clock)
         request.app.state.click_recorder = recorder
     return recorder
 
@@ -92,7 +95,7 @@ async def follow(request: Request) -> Response:
     try:
         if request.method == "HEAD":
             async with herald.sessions() as session:
-                url = await service.target_of(session, code, herald.clock.now())
+                url = await link_clicks.target_of(session, code, herald.clock.now())
         else:
             url = await _recorder(request, herald).click(code, request.headers.get("user-agent"))
     except HeraldError as e:

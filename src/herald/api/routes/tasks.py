@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from herald.api.deps import HeraldDep, ProjectId
@@ -29,16 +26,16 @@ from herald.api.query import (
 from herald.api.responses import API, JSON_BODY, UPLOAD, Responses, body, downloads, errors
 from herald.api.twin_lists import listed_response, sort_query
 from herald.bootstrap import Herald
-from herald.errors import Conflict, InvalidRequest, ValidationFailed
-from herald.schemas.messages import id_list, pydantic_code
+from herald.schemas.messages import id_list
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.tasks import TaskItem, TaskList, TaskReport, TaskState, TaskStatus
 from herald.services import projects
 from herald.services.messages.accepting import CreationPolicy
-from herald.services.tasks import files
-from herald.services.tasks import importing as importer
+from herald.services.tasks import files, listing, uploads
 from herald.services.tasks import lifecycle as service
-from herald.store.tasks import Task
+from herald.services.tasks.context import TaskContext
+from herald.services.tasks.importing import TaskImports
+from herald.services.tasks.settings import CreateTaskIn, UpdateTaskIn, bulk_settings
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
@@ -57,8 +54,12 @@ STATE: dict[str, Any] = {
 ACCEPTED: Responses = {202: {"model": IdOut, "description": "async: the import goes on."}}
 
 
-def _imports(request: Request) -> importer.TaskImports | None:
-    imports: importer.TaskImports | None = getattr(request.app.state, "task_imports", None)
+def _context(herald: Herald) -> TaskContext:
+    return TaskContext(herald.sessions, herald.settings, herald.clock, herald.work_available)
+
+
+def _imports(request: Request) -> TaskImports | None:
+    imports: TaskImports | None = getattr(request.app.state, "task_imports", None)
     return imports
 
 
@@ -96,20 +97,9 @@ def _file(path: Path, name: str, fmt: str) -> FileResponse:
     responses=errors(API, JSON_BODY, 404),
 )
 async def create_task(
-    payload: service.CreateTaskIn, herald: HeraldDep, project: ProjectId
+    payload: CreateTaskIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
-    return {"id": (await _new_task(herald, project, payload)).id}
-
-
-async def _new_task(herald: Herald, project: str, payload: service.CreateTaskIn) -> Task:
-    async with herald.sessions() as session, session.begin():
-        return await service.create_task(
-            session,
-            project,
-            payload,
-            now=herald.clock.now(),
-            policy=CreationPolicy.from_settings(herald.settings),
-        )
+    return {"id": (await service.new_task(_context(herald), project, payload)).id}
 
 
 @router.get(
@@ -130,17 +120,19 @@ async def list_tasks(
     offset: Offset = 0,
     page: Page = None,
     timezone: TwinTimezone = None,
-    sort: Annotated[str | None, sort_query(service.SORT_KEYS)] = None,
+    sort: Annotated[str | None, sort_query(listing.SORT_KEYS)] = None,
     fields: Fields = None,
 ) -> Response:
     """``from``/``to`` without an offset are read in ``timezone`` (hours), else the project's;
     ``fields`` keeps only those keys of each item."""
-    order = list_sort(sort, service.SORT_KEYS)
+    # Its parameters are TWIN's list parameters, which every list route declares the same
+    # way: FastAPI reads them from each signature.
+    order = list_sort(sort, listing.SORT_KEYS)
     async with herald.sessions() as session:
         found = await projects.get_project(session, project)
     zone = list_zone(timezone, found.default_timezone or herald.settings.default_timezone)
     async with herald.sessions() as session:
-        listed = await service.list_tasks(
+        listed = await listing.list_tasks(
             session,
             project,
             name=name,
@@ -162,7 +154,7 @@ async def list_tasks(
 )
 async def get_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
-        return await service.get_task(session, project, task_id, now=herald.clock.now())
+        return await listing.get_task(session, project, task_id, now=herald.clock.now())
 
 
 @router.put(
@@ -172,7 +164,7 @@ async def get_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[
     responses=errors(API, JSON_BODY, 404, 409),
 )
 async def update_task(
-    task_id: str, payload: service.UpdateTaskIn, herald: HeraldDep, project: ProjectId
+    task_id: str, payload: UpdateTaskIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, str]:
     async with herald.sessions() as session, session.begin():
         await service.update_task(
@@ -207,17 +199,17 @@ async def upload(
     async_query: Annotated[str | None, Query(alias="async")] = None,
 ) -> JSONResponse:
     """``async`` true: answers 202 at once; else answers 200 when the import is done."""
-    run_async = _truthy(async_form if async_form is not None else async_query)
-    await service.attach_file(herald, project, task_id, messages.file, messages.filename)
-    imports = _imports(request)
-    if run_async and imports is not None:
-        imports.start(task_id)
+    item = await uploads.upload(
+        _context(herald),
+        _imports(request),
+        project,
+        task_id,
+        messages.file,
+        messages.filename,
+        run_async=_truthy(async_form if async_form is not None else async_query),
+    )
+    if item is None:
         return JSONResponse({"id": task_id}, status_code=202)
-    await importer.import_now(herald, imports, task_id)
-    async with herald.sessions() as session:
-        await service.import_outcome(session, project, task_id)
-    async with herald.sessions() as session, session.begin():
-        item = await service.get_task(session, project, task_id, now=herald.clock.now())
     return JSONResponse(item, status_code=200)
 
 
@@ -227,31 +219,27 @@ async def upload(
     response_model=TaskStatus,
     responses=errors(API, 404),
 )
+# Alike in shape to get_task: FastAPI wants a function per route, each one service call.
 async def task_status(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
-        return await service.task_status(session, project, task_id, now=herald.clock.now())
+        return await listing.task_status(session, project, task_id, now=herald.clock.now())
 
 
 @router.post("/startedTasks/{task_id}", summary="Start sending (TWIN start)", **STATE)
 async def start_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
-    async with herald.sessions() as session, session.begin():
-        await service.start_task(session, project, task_id, now=herald.clock.now())
-    herald.work_available.set()
+    await service.change_state(_context(herald), project, task_id, "start")
     return {"id": task_id, "status": "running"}
 
 
 @router.post("/pausedTasks/{task_id}", summary="Pause sending (TWIN pause)", **STATE)
 async def pause_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
-    async with herald.sessions() as session, session.begin():
-        await service.pause_task(session, project, task_id, now=herald.clock.now())
+    await service.change_state(_context(herald), project, task_id, "pause")
     return {"id": task_id, "status": "paused"}
 
 
 @router.delete("/pausedTasks/{task_id}", summary="Resume sending (TWIN resume)", **STATE)
 async def resume_task(task_id: str, herald: HeraldDep, project: ProjectId) -> dict[str, str]:
-    async with herald.sessions() as session, session.begin():
-        await service.resume_task(session, project, task_id, now=herald.clock.now())
-    herald.work_available.set()
+    await service.change_state(_context(herald), project, task_id, "resume")
     return {"id": task_id, "status": "running"}
 
 
@@ -291,8 +279,8 @@ async def task_sample(
     task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
 ) -> Response:
     async with herald.sessions() as session:
-        columns = await files.task_sample(session, project, task_id)
-    return _download(files.sample_file(columns, fmt), f"task-sample.{fmt}", fmt)
+        content = await files.task_sample(session, project, task_id, fmt)
+    return _download(content, f"task-sample.{fmt}", fmt)
 
 
 @router.get(
@@ -309,10 +297,10 @@ async def template_sample(
     channels: str | None = None,
 ) -> Response:
     async with herald.sessions() as session:
-        columns = await files.template_sample(
-            session, project, template_id, id_list(channels) or None
+        content = await files.template_sample(
+            session, project, template_id, id_list(channels) or None, fmt
         )
-    return _download(files.sample_file(columns, fmt), f"template-sample.{fmt}", fmt)
+    return _download(content, f"template-sample.{fmt}", fmt)
 
 
 @router.get(
@@ -340,7 +328,7 @@ async def report(
         async with herald.sessions() as session:
             body = await files.report(session, project, task_id, limit=limit, offset=offset)
         return JSONResponse(body)
-    path, name = await files.export(herald, project, task_id, kind="report", fmt=fmt)
+    path, name = await files.export(herald.sessions, project, task_id, kind="report", fmt=fmt)
     return _file(path, name, fmt)
 
 
@@ -353,42 +341,11 @@ async def report(
 async def results(
     task_id: str, herald: HeraldDep, project: ProjectId, fmt: SampleFormat = "csv"
 ) -> FileResponse:
-    path, name = await files.export(herald, project, task_id, kind="results", fmt=fmt)
+    path, name = await files.export(herald.sessions, project, task_id, kind="results", fmt=fmt)
     return _file(path, name, fmt)
 
 
 # --------------------------------------------------------------------------- messages/bulk
-
-
-def _inner(ctx: dict[str, Any] | None) -> list[str]:
-    # Where inside the model a whole-model check found its problem (herald.schemas.text).
-    field = str((ctx or {}).get("field", ""))
-    return [field] if field else []
-
-
-def _bulk_settings(raw: str | None) -> service.TaskSettings:
-    if not raw:
-        return service.TaskSettings()
-    try:
-        return service.TaskSettings.model_validate(json.loads(raw))
-    except json.JSONDecodeError as e:
-        raise InvalidRequest("'settings' must be a JSON object.", code="malformed_json") from e
-    except ValidationError as e:
-        errors = [
-            {
-                "path": ".".join(
-                    ["settings", *(str(p) for p in err["loc"]), *_inner(err.get("ctx"))]
-                ),
-                "message": err["msg"],
-                "code": pydantic_code(err["type"]),
-            }
-            for err in e.errors()
-        ]
-        raise ValidationFailed(
-            f"{errors[0]['path']}: {errors[0]['message']}",
-            code=errors[0]["code"],
-            details={"errors": errors},
-        ) from e
 
 
 @router.post(
@@ -412,37 +369,24 @@ async def bulk(
 ) -> Response:
     """A task made, filled and started in one call. ``async=1`` answers ``{"id"}`` at once;
     otherwise the answer is the results file once every row is imported."""
-    upload_file = messages[0]
-    payload = service.CreateTaskIn(
-        name=(name or upload_file.filename or "bulk")[:200],
+    payload = CreateTaskIn(
+        name=(name or messages[0].filename or "bulk")[:200],
         template_id=template_id or None,
-        settings=_bulk_settings(settings),
+        settings=bulk_settings(settings),
         policy=policy,
         default_region=default_region or None,
     )
-    source: IO[bytes] = upload_file.file
-    if len(messages) > 1:
-        parts = [(part.filename, part.file) for part in messages]
-        source = await asyncio.to_thread(files.joined_csv, parts)
-    try:
-        task = await _new_task(herald, project, payload)
-        await service.attach_file(
-            herald, project, task.id, source, upload_file.filename, start=True
-        )
-    finally:
-        if source is not upload_file.file:
-            source.close()
-    imports = _imports(request)
-    if _truthy(async_form) and imports is not None:
-        imports.start(task.id)
-        return JSONResponse({"id": task.id}, status_code=202)
-    await importer.import_now(herald, imports, task.id)
-    herald.work_available.set()
-    async with herald.sessions() as session:
-        await service.import_outcome(session, project, task.id)
-        fmt = await files.result_format(session, project, task.id)
-    path, file_name = await files.export(herald, project, task.id, kind="results", fmt=fmt)
-    return _file(path, file_name, fmt)
+    task_id, results_file = await uploads.bulk_send(
+        _context(herald),
+        _imports(request),
+        project,
+        payload,
+        [(part.filename, part.file) for part in messages],
+        run_async=_truthy(async_form),
+    )
+    if results_file is None:
+        return JSONResponse({"id": task_id}, status_code=202)
+    return _file(*results_file)
 
 
 @router.get(
@@ -457,16 +401,4 @@ async def bulk_result(
     project: ProjectId,
     fmt: Annotated[Literal["csv", "xlsx"] | None, Query(alias="format")] = None,
 ) -> FileResponse:
-    async with herald.sessions() as session:
-        task = await service.find_task(session, project, task_id)
-        if task.status in ("draft", "importing"):
-            # An answer now would be a file of the rows read so far, which TWIN's SDK cannot
-            # tell from a finished one.
-            raise Conflict(
-                "The file is still being read; ask again in a few seconds.",
-                code="results_not_ready",
-                details={"status": task.status, "rowsRead": task.rows_read},
-            )
-        chosen = fmt or await files.result_format(session, project, task_id)
-    path, name = await files.export(herald, project, task_id, kind="results", fmt=chosen)
-    return _file(path, name, chosen)
+    return _file(*await files.bulk_results(herald.sessions, project, task_id, fmt))

@@ -14,11 +14,11 @@ from herald.api.twin_lists import listed_response, sort_query
 from herald.schemas.messages import Scalar, WireModel
 from herald.schemas.out.base import IdOut
 from herald.schemas.out.templates import Preview, TemplateList, TemplateOut, VersionList
-from herald.services.short_links import short_link_base
+from herald.services.templates import preview
 from herald.services.templates import resource as service
-from herald.services.templates.rendering import budget_from_settings
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
+# Routes here and in every resource share one shape on purpose: documented, a session, one call.
 
 
 class TemplateIn(WireModel):
@@ -47,8 +47,8 @@ class PreviewIn(_PreviewOptionsIn):
 
     channels: list[str] | None = None
 
-    def options(self) -> service.PreviewOptions:
-        return service.PreviewOptions(
+    def options(self) -> preview.PreviewOptions:
+        return preview.PreviewOptions(
             self.variables or {},
             self.channels,
             self.use_short_links,
@@ -62,8 +62,8 @@ class AdHocPreviewIn(_PreviewOptionsIn):
 
     channels: dict[str, Any]
 
-    def options(self) -> service.PreviewOptions:
-        return service.PreviewOptions(
+    def options(self) -> preview.PreviewOptions:
+        return preview.PreviewOptions(
             self.variables or {}, None, self.use_short_links, self.from_, self.smart_encoding
         )
 
@@ -133,13 +133,8 @@ async def preview_content(
     payload: AdHocPreviewIn, herald: HeraldDep, project: ProjectId
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
-        return await service.preview_content(
-            session,
-            project,
-            payload.channels,
-            payload.options(),
-            base_url=short_link_base(herald.settings),
-            budget=budget_from_settings(herald.settings),
+        return await preview.preview_content(
+            session, project, payload.channels, payload.options(), herald.settings
         )
 
 
@@ -208,11 +203,6 @@ async def preview_template(
 ) -> dict[str, Any]:
     """Nothing is stored: shortened links show a placeholder code of the real length."""
     async with herald.sessions() as session:
-        return await service.preview_template(
-            session,
-            project,
-            template_id,
-            payload.options(),
-            base_url=short_link_base(herald.settings),
-            budget=budget_from_settings(herald.settings),
+        return await preview.preview_template(
+            session, project, template_id, payload.options(), herald.settings
         )

@@ -29,7 +29,6 @@ from herald.errors import Forbidden, HeraldError, NotFound
 from herald.schemas.messages import WireModel
 from herald.schemas.out.bots import VisitorOut, VisitorSnippet
 from herald.services.bots import webchat as service
-from herald.services.bots.resource import get_bot
 
 log = logging.getLogger("herald.webchat")
 
@@ -41,6 +40,7 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 def script_url(public_url: str) -> str:
+    """Where the widget script is served."""
     return f"{public_url.rstrip('/')}/chat/widget.js"
 
 
@@ -86,17 +86,17 @@ async def visitor_credentials(
     bot_id: str, herald: HeraldDep, project: ProjectId, payload: VisitorIn | None = None
 ) -> dict[str, Any]:
     async with herald.sessions() as session:
-        bot = await get_bot(session, project, bot_id)
         credentials = await service.visitor_credentials(
             session,
             herald.vault,
-            bot,
+            project,
+            bot_id,
             payload.visitor_id if payload else None,
             expires=_token_expiry(herald),
         )
     url = herald.settings.public_url
     tag = (
-        f'<script src="{script_url(url)}" data-bot="{escape(bot.id)}" '
+        f'<script src="{script_url(url)}" data-bot="{escape(credentials["botId"])}" '
         f'data-visitor="{escape(credentials["visitorId"])}" '
         f'data-token="{credentials["token"]}" async></script>'
     )

@@ -10,14 +10,14 @@ answers with empty TwiML or Herald's usual error response.
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from herald.api.errors import INTERNAL_ERROR, error_response, method_not_allowed
-from herald.api.webhooks.providers import EMPTY_TWIML, public_url
+from herald.api.webhooks.forms import EMPTY_TWIML, public_url
 from herald.bootstrap import Herald
+from herald.domain.form_params import parse_form
 from herald.errors import HeraldError
 from herald.services.delivery.twilio_reports import TwilioReport
 
@@ -74,9 +74,7 @@ async def handle(
             break
     # Twilio signs the URL it was given (our public one, whatever proxy is in between) and
     # every posted parameter, blank ones included.
-    params: dict[str, list[str]] = {}
-    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-        params.setdefault(key, []).append(value)
+    params = parse_form(body)
     report = TwilioReport(
         attempt_id=attempt_id,
         url=public_url(

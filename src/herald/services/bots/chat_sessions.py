@@ -20,10 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.errors import ValidationFailed
 from herald.schemas.messages import ChatChannelIn, DestinationIn, RichChannelIn, SmsChannelIn
-from herald.services.bots.conversations import add_message, conversation_for
 from herald.services.problems import Problems
 from herald.services.senders import SenderDirectory
-from herald.store.bots import Bot, Conversation
+from herald.store.bots import Bot, Conversation, add_message, conversation_for
 from herald.store.senders import Sender
 
 # messengerType -> Herald channel. Herald's own web chat goes by several names in the wild.
@@ -44,6 +43,8 @@ WEBCHAT = "webchat"
 
 async def webchat_sender(session: AsyncSession, bot: Bot) -> Sender:
     """The bot's web chat sender (``from`` is the bot's id), made on first use."""
+    # Get-or-insert under a unique index, like store.bots.conversation_for; each brings back
+    # its own kind of stale row (a removed sender, a closed conversation), so they stay two.
     query = select(Sender).where(
         Sender.project_id == bot.project_id,
         Sender.channel == "chat",

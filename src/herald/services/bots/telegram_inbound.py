@@ -26,17 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.domain.signatures import constant_time_equal
 from herald.errors import Forbidden, InvalidRequest, NotFound
 from herald.schemas.messages import CreateMessagesIn
-from herald.services.bots.conversations import add_message, inbound_seen
-from herald.services.bots.resource import (
-    Decision,
-    call_backend,
-    plan_answer,
-    record_inbound_activity,
-)
+from herald.services.bots.inbound import Decision, call_backend, plan_answer
 from herald.services.delivery.suppressions import lift_suppression, record_suppression
 from herald.services.messages.accepting import CreationPolicy, create_messages
 from herald.services.vault import Vault
-from herald.store.bots import Bot, Conversation
+from herald.store.bots import Bot, Conversation, add_message, inbound_seen, record_inbound_activity
 from herald.store.senders import Sender
 
 log = logging.getLogger("herald.telegram")

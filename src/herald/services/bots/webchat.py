@@ -30,17 +30,19 @@ from herald.channels.webchat import BotGone
 from herald.domain import webchat as rules
 from herald.domain.statuses import Status
 from herald.errors import Forbidden, NotFound, ValidationFailed
-from herald.services.bots.conversations import add_message, conversation_for, inbound_seen
-from herald.services.bots.resource import (
-    Decision,
-    call_backend,
-    plan_answer,
-    record_inbound_activity,
-    record_replies,
-)
+from herald.services.bots.inbound import Decision, call_backend, plan_answer, record_replies
+from herald.services.bots.resource import get_bot
 from herald.services.delivery.tracking import Changes, apply_status
 from herald.services.vault import Vault
-from herald.store.bots import Bot, Conversation, ConversationMessage
+from herald.store.bots import (
+    Bot,
+    Conversation,
+    ConversationMessage,
+    add_message,
+    conversation_for,
+    inbound_seen,
+    record_inbound_activity,
+)
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
 from herald.store.projects import Project
@@ -79,11 +81,9 @@ def _checked_visitor(visitor_id: str) -> str:
     return visitor_id
 
 
-async def visitor_credentials(
-    session: AsyncSession, vault: Vault, bot: Bot, visitor_id: str | None, *, expires: datetime
+async def _credentials(
+    session: AsyncSession, vault: Vault, bot: Bot, visitor_id: str | None, expires: datetime
 ) -> dict[str, str]:
-    """A visitor id (a new anonymous one if none is given) and the token the widget needs,
-    valid until ``expires``."""
     visitor = _checked_visitor(visitor_id) if visitor_id else "v-" + secrets.token_urlsafe(12)
     secret = await _secret(session, vault, bot)
     return {
@@ -93,12 +93,27 @@ async def visitor_credentials(
     }
 
 
+async def visitor_credentials(
+    session: AsyncSession,
+    vault: Vault,
+    project_id: str,
+    bot_id: str,
+    visitor_id: str | None,
+    *,
+    expires: datetime,
+) -> dict[str, str]:
+    """For one of the project's bots: a visitor id (a new anonymous one if none is given) and
+    the token the widget needs, valid until ``expires``."""
+    bot = await get_bot(session, project_id, bot_id)
+    return await _credentials(session, vault, bot, visitor_id, expires)
+
+
 async def anonymous_visitor(
     session: AsyncSession, vault: Vault, bot_id: str, *, expires: datetime
 ) -> dict[str, str]:
     """A new anonymous visitor of a bot's web chat (the widget asks for one on first load)."""
     bot = await _bot(session, bot_id)
-    return await visitor_credentials(session, vault, bot, None, expires=expires)
+    return await _credentials(session, vault, bot, None, expires)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +413,7 @@ class WebChatHub:
                 self._chats.pop(visitor, None)
 
     async def aclose(self) -> None:
+        """Stop polling (the stop of every background task: cancel, then await it)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

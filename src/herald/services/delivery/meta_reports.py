@@ -16,10 +16,10 @@ from herald.channels.whatsapp_meta import (
 )
 from herald.domain.statuses import Status
 from herald.errors import Forbidden, InvalidRequest, NotFound
-from herald.services.bots.resource import record_inbound_activity
 from herald.services.delivery.tracking import Changes, ErrorInfo, apply_status
 from herald.services.delivery.twilio_reports import note_late_report, note_provider_status
 from herald.services.vault import Vault
+from herald.store.bots import record_inbound_activity
 from herald.store.db import is_postgres
 from herald.store.messages import Delivery, Message
 from herald.store.rows import load_siblings, rows_of
@@ -33,6 +33,7 @@ STATUS = {
 }
 
 
+# Load-or-raise, alike get_project and confirm_subscription by shape only: other rows, errors.
 async def _sender(session: AsyncSession, sender_id: str) -> Sender:
     sender = await session.get(Sender, sender_id)
     if sender is None or sender.provider != "meta-whatsapp":

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald.domain.addresses import bare
 from herald.errors import NotFound
 from herald.store.base import utcnow
 from herald.store.bots import Suppression
@@ -26,12 +27,6 @@ _CHUNK = 500
 # suppression source each records: Twilio's 21610 (they replied STOP, reported when sending
 # or later in a status report), Telegram's blocked bot.
 OPT_OUT_CODES = {"21610": "twilio-21610", "telegram_blocked": "telegram-blocked"}
-
-
-def bare(address: str) -> str:
-    """An address without its channel prefix (``whatsapp:+1…`` → ``+1…``)."""
-    prefix, sep, rest = address.partition(":")
-    return rest if sep and prefix.isalpha() else address
 
 
 async def suppressed_pairs(
@@ -157,6 +152,28 @@ async def list_suppressions(
         query = query.where(Suppression.from_address == bare(from_address))
     query = query.order_by(Suppression.created_at.desc(), Suppression.id).limit(limit)
     return list(await session.scalars(query.offset(offset)))
+
+
+async def add_suppression(
+    session: AsyncSession,
+    project_id: str,
+    channel: str,
+    from_address: str,
+    to_address: str,
+    *,
+    at: datetime,
+) -> Suppression:
+    """Suppress the pair at a client's request; the suppression, new or already there."""
+    await record_suppression(session, project_id, channel, from_address, to_address, "api", at=at)
+    [found] = await list_suppressions(
+        session,
+        project_id,
+        channel=channel,
+        to_address=to_address,
+        from_address=from_address,
+        limit=1,
+    )
+    return found
 
 
 async def remove_suppression(session: AsyncSession, project_id: str, suppression_id: str) -> None:

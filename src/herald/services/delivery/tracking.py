@@ -2,6 +2,8 @@
 
 Each change goes through the domain's transition table, is recorded in the message's
 history with its time and cause, and, when the client asked for it, queues a signed callback.
+What a change does to the message's other channels is decided in :mod:`herald.domain.cascade`;
+this module applies that decision.
 
 Changes are collected in a :class:`Changes` and written with a few bulk statements, because
 the dispatcher touches hundreds of rows per batch: row-by-row ORM flushes cost a statement
@@ -12,21 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from herald.domain.statuses import (
-    FAILURES,
-    FINAL,
-    SUCCESS,
-    Status,
-    can_move,
-    is_final,
-    message_status,
-)
+from herald.domain.cascade import decide, group_skip_detail, handover_deadline
+from herald.domain.statuses import FINAL, SUCCESS, Status, can_move, is_final, message_status
 from herald.services.delivery.suppressions import record_suppression
 from herald.services.messages.views import callback_payload
 from herald.store.base import new_id
@@ -56,6 +51,8 @@ _CALLBACKS = cast(Table, ClientCallback.__table__)
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
+    """A provider's (or Herald's) error, kept on the delivery and the message."""
+
     code: str
     message: str
     more_info: str | None = None
@@ -103,6 +100,7 @@ class Changes:
     def new_attempt(self, delivery: DeliveryRow, at: datetime) -> AttemptRow:
         """A new in-flight attempt for ``delivery`` (its attempt_count is incremented)."""
         delivery.attempt_count += 1
+        # Every column by name, like tests/unit/test_rows.py's: a plain row has no defaults.
         attempt = AttemptRow(
             id=new_id(),
             delivery_id=delivery.id,
@@ -184,6 +182,19 @@ async def _number_callbacks(connection: AsyncConnection, callbacks: list[dict[st
         last[cb["message_id"]] = (sequence + 1, cb["status"])
 
 
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    """Why and when a delivery moved, as its history records it."""
+
+    source: str
+    at: datetime
+    attempt_id: str | None = None
+    error: ErrorInfo | None = None
+    detail: str | None = None
+
+
+# The same keywords as twilio_reports.apply_reported on purpose: that one maps Twilio's word
+# to a status and hands over here.
 def apply_status(
     changes: Changes,
     message: MessageRow,
@@ -196,58 +207,37 @@ def apply_status(
     error: ErrorInfo | None = None,
     detail: str | None = None,
 ) -> bool:
-    """Move ``delivery`` to ``new`` if the table allows; record it; drive the cascade.
+    """Move ``delivery`` to ``new`` if the table allows; record it; apply the cascade's move.
 
-    A channel ending in failure hands over to the next pending channel; a delivered one
-    leaves the pending channels unused. The message's own status follows its channels.
+    The cascade's decision (hand over to the next channel, or leave the pending ones
+    unused) is :func:`herald.domain.cascade.decide`. The message's status follows its channels.
     """
     if not can_move(Status(delivery.status), new):
         return False
-    _set_delivery(
-        changes,
-        message,
-        delivery,
-        new,
-        source=source,
-        at=at,
-        attempt_id=attempt_id,
-        error=error,
-        detail=detail,
-    )
+    _set_delivery(changes, message, delivery, new, _Cause(source, at, attempt_id, error, detail))
     siblings = changes.siblings.get(message.id) or [delivery]
-    if new in FAILURES and not delivery.required:
-        _move_on(changes, message, delivery, siblings, at)
-    elif new in SUCCESS:
-        if message.group_given:
-            group = (message.project_id, message.group_id)
-            changes.delivered_groups.setdefault(group, (delivery, at))
-        for other in siblings:
-            if other.status == Status.PENDING:
-                _set_delivery(
-                    changes,
-                    message,
-                    other,
-                    Status.SKIPPED,
-                    source="cascade",
-                    at=at,
-                    detail=f"not needed: delivered on {delivery.channel}",
-                )
+    decision = decide(delivery, new, siblings, group_given=message.group_given)
+    if decision.next is not None:
+        following = decision.next
+        following.next_attempt_at = at
+        deadline = handover_deadline(at, following.validity_minutes)
+        if deadline is not None:
+            following.expires_at = deadline
+        cause = _Cause("cascade", at, detail=decision.handover_detail)
+        _set_delivery(changes, message, following, Status.QUEUED, cause)
+    for other in decision.skipped:
+        cause = _Cause("cascade", at, detail=decision.skip_detail)
+        _set_delivery(changes, message, other, Status.SKIPPED, cause)
+    if decision.group_delivered:
+        changes.delivered_groups.setdefault((message.project_id, message.group_id), (delivery, at))
     _set_message(changes, message, delivery, siblings, at, error)
     return True
 
 
 def _set_delivery(
-    changes: Changes,
-    message: MessageRow,
-    delivery: DeliveryRow,
-    new: Status,
-    *,
-    source: str,
-    at: datetime,
-    attempt_id: str | None = None,
-    error: ErrorInfo | None = None,
-    detail: str | None = None,
+    changes: Changes, message: MessageRow, delivery: DeliveryRow, new: Status, cause: _Cause
 ) -> None:
+    at, error = cause.at, cause.error
     delivery.status = new
     delivery.updated_at = at
     if new in FINAL:
@@ -266,43 +256,13 @@ def _set_delivery(
         {
             "message_id": message.id,
             "delivery_id": delivery.id,
-            "attempt_id": attempt_id,
+            "attempt_id": cause.attempt_id,
             "status": new.value,
-            "source": source,
-            "detail": detail,
+            "source": cause.source,
+            "detail": cause.detail,
             "error_code": error.code if error else None,
             "at": at,
         }
-    )
-
-
-def _move_on(
-    changes: Changes,
-    message: MessageRow,
-    failed: DeliveryRow,
-    siblings: list[DeliveryRow],
-    at: datetime,
-) -> None:
-    waiting = sorted(
-        (d for d in siblings if d.status == Status.PENDING and not d.required), key=lambda d: d.step
-    )
-    if not waiting:
-        return
-    following = waiting[0]
-    why = failed.error_message or failed.status
-    if failed.error_code and failed.error_code not in why:
-        why = f"{failed.error_code} {why}"
-    following.next_attempt_at = at
-    if following.validity_minutes:
-        following.expires_at = at + timedelta(minutes=following.validity_minutes)
-    _set_delivery(
-        changes,
-        message,
-        following,
-        Status.QUEUED,
-        source="cascade",
-        at=at,
-        detail=f"{failed.channel} ended {failed.status} ({why}); trying {following.channel}",
     )
 
 
@@ -371,7 +331,6 @@ async def _skip_in_groups(
                 Status.SKIPPED,
                 source="group",
                 at=at,
-                detail=f"delivered_in_group: delivered on {delivered.channel} "
-                f"to message {delivered.message_id}",
+                detail=group_skip_detail(delivered.channel, delivered.message_id),
             )
     await changes.write(session)

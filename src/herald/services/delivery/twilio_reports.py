@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.twilio import STATUS_MAP, is_later_status, more_info_url
+from herald.domain.form_params import FormParams, first
 from herald.domain.signatures import verify_twilio_signature
 from herald.domain.statuses import FINAL, Status
 from herald.errors import Conflict, Forbidden, HeraldError, NotFound
@@ -54,18 +55,13 @@ TWILIO_ERRORS = {
 }
 
 
-def _first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = params.get(name)
-    return values[0] if values else None
-
-
 @dataclass(frozen=True, slots=True)
 class TwilioReport:
     """One Twilio status callback as received: what to verify and apply."""
 
     attempt_id: str
     url: str
-    params: Mapping[str, Sequence[str]]
+    params: FormParams
     signature: str | None
     received_at: datetime
 
@@ -141,7 +137,7 @@ async def apply_twilio_reports(
             if not known(report):
                 # Only a caller who can sign as the account named may learn that the attempt
                 # does not exist; anyone else gets the same 403 as for a known one.
-                account = _first(report.params, "AccountSid") or ""
+                account = first(report.params, "AccountSid") or ""
                 if not any(_is_signed(report, t) for t in account_tokens.get(account, ())):
                     raise _forged()
                 raise NotFound(
@@ -166,11 +162,31 @@ async def apply_twilio_reports(
     return results
 
 
+# Applies one batch of reports for the group committer: a result (or error) per report.
+ReportBatch = Callable[[list[TwilioReport]], Awaitable[list[bool | HeraldError | Exception]]]
+
+
+def report_batches(
+    sessions: async_sessionmaker[AsyncSession], vault: Vault, *, price_fetch_delay: timedelta
+) -> ReportBatch:
+    """What the group committer calls: each batch of reports applied in a transaction of its own."""
+
+    async def apply(reports: list[TwilioReport]) -> list[bool | HeraldError | Exception]:
+        async with sessions() as session, session.begin():
+            return list(
+                await apply_twilio_reports(
+                    session, vault, reports, price_fetch_delay=price_fetch_delay
+                )
+            )
+
+    return apply
+
+
 async def _tokens_of_accounts(
     session: AsyncSession, vault: Vault, reports: Sequence[TwilioReport]
 ) -> dict[str, list[str]]:
     """The auth tokens of the Twilio accounts these reports name, removed senders included."""
-    accounts = {a for r in reports if _plausible_id(a := _first(r.params, "AccountSid") or "")}
+    accounts = {a for r in reports if _plausible_id(a := first(r.params, "AccountSid") or "")}
     if not accounts:
         return {}
     found: dict[str, list[str]] = {}
@@ -211,8 +227,8 @@ def _verified(report: TwilioReport, attempt: AttemptRow, token: str) -> tuple[st
     params = report.params
     if not _is_signed(report, token):
         raise _forged()
-    sid = _first(params, "MessageSid") or _first(params, "SmsSid")
-    reported = (_first(params, "MessageStatus") or _first(params, "SmsStatus") or "").lower()
+    sid = first(params, "MessageSid") or first(params, "SmsSid")
+    reported = (first(params, "MessageStatus") or first(params, "SmsStatus") or "").lower()
     if not sid or not reported:
         raise Conflict(
             "The callback has no MessageSid or MessageStatus.", code="incomplete_callback"
@@ -251,8 +267,8 @@ def _apply_one(
         source="twilio-callback",
         at=now,
         attempt=attempt,
-        error_code=_first(params, "ErrorCode"),
-        error_message=_first(params, "ErrorMessage"),
+        error_code=first(params, "ErrorCode"),
+        error_message=first(params, "ErrorMessage"),
     )
 
 
@@ -262,6 +278,8 @@ def note_provider_status(delivery: DeliveryRow, reported: str) -> None:
         delivery.provider_status = reported
 
 
+# Leads with apply_status's parameters (as note_late_report does): every status writer takes
+# (changes, message, delivery, status, source, at), so the shapes match by design.
 def apply_reported(
     changes: Changes,
     message: MessageRow,

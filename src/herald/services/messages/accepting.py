@@ -1,4 +1,8 @@
-"""Accepting messages: validate a whole request, plan each message's cascade, store it."""
+"""Accepting messages: validate a whole request, plan each message's cascade, store it.
+
+Which channels start at once and how long each may wait is the cascade's rule
+(:mod:`herald.domain.cascade`); this module checks the request and builds the rows.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.config import Settings
+from herald.domain import cascade
 from herald.domain.allowed_time_ranges import InvalidTimeRange, TimeRange, parse_ranges
 from herald.domain.scheduling import InvalidSchedule, first_due, parse_send_at, validity_end
 from herald.domain.statuses import Status
@@ -39,8 +44,8 @@ from herald.services.short_links import (
     save_short_links_many,
     short_link_base,
 )
-from herald.services.templates.rendering import budget_from_settings, off_loop
-from herald.services.templates.resource import TemplateSnapshot, load_template
+from herald.services.templates.rendering import TemplateSnapshot, budget_from_settings, off_loop
+from herald.services.templates.resource import load_template
 from herald.services.url_checks import url_problem
 from herald.store.base import new_id
 from herald.store.bulk import insert_many
@@ -104,20 +109,18 @@ def _timing(
 def _validities(
     steps: list[Step], path: str, problems: Problems, default_minutes: int
 ) -> list[int | None]:
-    """Each channel's validity; a channel the cascade may leave waits a default at most."""
-    result: list[int | None] = []
-    last_sequential = max((i for i, s in enumerate(steps) if not s.spec.required), default=-1)
-    for i, step in enumerate(steps):
-        minutes = step.spec.validity_period
-        if minutes is not None:
+    """Each channel's validity, checked; a channel the cascade may leave waits a default."""
+    for step in steps:
+        if step.spec.validity_period is not None:
             try:
-                validity_end(datetime.now(UTC), minutes)
+                validity_end(datetime.now(UTC), step.spec.validity_period)
             except InvalidSchedule as e:
                 problems.add(f"{path}.channels.{step.channel}.validityPeriod", f"{e}.", e.code)
-        elif i < last_sequential and not step.spec.required:
-            minutes = default_minutes
-        result.append(minutes)
-    return result
+    return cascade.validities(
+        [s.spec.validity_period for s in steps],
+        [bool(s.spec.required) for s in steps],
+        default_minutes,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,36 +246,6 @@ async def _check_request_fields(
             )
 
 
-def _render_recipients(
-    msg: MessageIn,
-    path: str,
-    steps: list[Step],
-    template: TemplateSnapshot | None,
-    problems: Problems,
-    policy: CreationPolicy,
-) -> list[Recipient]:
-    recipients = []
-    for j, dest in enumerate(msg.destinations):
-        seen = len(problems.items)
-        recipient = recipient_for(
-            dest,
-            f"{path}.destinations[{j}]",
-            msg,
-            steps,
-            template,
-            problems,
-            short_link_base=policy.short_link_base,
-            budget=policy.render_budget,
-        )
-        if recipient is not None:
-            recipients.append(recipient)
-        elif any(p["code"] == TemplateTooExpensive.code for p in problems.items[seen:]):
-            # The request is refused anyway, and each other destination's render could
-            # spend as much again.
-            break
-    return recipients
-
-
 async def _recipients(
     msg: MessageIn,
     path: str,
@@ -282,12 +255,35 @@ async def _recipients(
     policy: CreationPolicy,
 ) -> list[Recipient]:
     """Each destination's content, rendered off the event loop when there is anything to render."""
+
+    def render() -> list[Recipient]:
+        recipients = []
+        for j, dest in enumerate(msg.destinations):
+            seen = len(problems.items)
+            recipient = recipient_for(
+                dest,
+                f"{path}.destinations[{j}]",
+                msg,
+                steps,
+                template,
+                problems,
+                short_link_base=policy.short_link_base,
+                budget=policy.render_budget,
+            )
+            if recipient is not None:
+                recipients.append(recipient)
+            elif any(p["code"] == TemplateTooExpensive.code for p in problems.items[seen:]):
+                # The request is refused anyway, and each other destination's render could
+                # spend as much again.
+                break
+        return recipients
+
     renders = (
         template is not None or bool(msg.variables) or any(d.variables for d in msg.destinations)
     )
     if not renders:  # literal texts: no thread hop
-        return _render_recipients(msg, path, steps, template, problems, policy)
-    return await off_loop(lambda: _render_recipients(msg, path, steps, template, problems, policy))
+        return render()
+    return await off_loop(render)
 
 
 async def plan_messages(
@@ -485,11 +481,9 @@ def _store_recipient(
     earliest = timing.send_at or now
     zone = resolve_zone(timing.explicit_zone, recipient.phone, project_zone)
     first_status: Status | None = None
-    started_sequence = False
-    for step_no, content in enumerate(recipient.contents):
+    starting = cascade.starts_at_once([bool(c.step.spec.required) for c in recipient.contents])
+    for step_no, (content, active) in enumerate(zip(recipient.contents, starting, strict=True)):
         validity = plan.validities[content.index]
-        active = content.step.spec.required or not started_sequence
-        started_sequence = started_sequence or not content.step.spec.required
         delivery_id = new_id()
         status, due_at, expires_at, detail = Status.PENDING, None, None, None
         if active:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.errors import NotFound
 from herald.services.messages.views import iso
 from herald.store.callbacks import callbacks_of
-from herald.store.messages import Message
+from herald.store.messages import message_exists
 
 
 async def callback_log(session: AsyncSession, project_id: str, message_id: str) -> dict[str, Any]:
     """A message's callbacks in sequence, each with its delivery attempts (oldest first)."""
-    found = await session.scalar(
-        select(Message.id).where(Message.id == message_id, Message.project_id == project_id)
-    )
-    if found is None:
+    if not await message_exists(session, project_id, message_id):
         raise NotFound(f"No message with id {message_id}.", code="message_not_found")
     items = [
         {

@@ -14,7 +14,7 @@ from herald.domain.segments import SMS_MAX_CHARACTERS, count_segments, smart_enc
 from herald.domain.templates import DEFAULT_BUDGET, MissingVariables, RenderBudget, TemplateProblem
 from herald.schemas.messages import Scalar
 from herald.services.short_links import PlannedLink, shorten_text
-from herald.services.templates.resource import TemplateSnapshot, render_channel
+from herald.services.templates.rendering import TemplateSnapshot, render_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,33 @@ class CompositionProblem(ValueError):
         self.details = details or {}
 
 
+def _rendered(
+    template: TemplateSnapshot | None,
+    channel: str,
+    overrides: Mapping[str, Any],
+    variables: Mapping[str, Scalar],
+    budget: RenderBudget,
+    *,
+    missing: str,
+) -> dict[str, Any]:
+    """The channel's content: rendered, or the request's own when there is nothing to render.
+
+    Request text without a template is only rendered when variables were given, so a TWIN
+    client sending literal ``{{`` keeps working.
+    """
+    if template is None and not variables:
+        return dict(overrides)
+    try:
+        return render_channel(template, channel, overrides, variables, budget=budget)
+    except MissingVariables as e:
+        raise CompositionProblem(
+            f"{missing}: {', '.join(e.names)}", "missing_variables", {"missing": e.names}
+        ) from e
+    except TemplateProblem as e:
+        # Callers end the sentence themselves.
+        raise CompositionProblem(e.message.rstrip("."), e.code) from e
+
+
 def compose_sms(
     template: TemplateSnapshot | None,
     overrides: Mapping[str, Any],
@@ -43,25 +70,8 @@ def compose_sms(
     smart_encoding: bool,
     budget: RenderBudget = DEFAULT_BUDGET,
 ) -> ComposedSms:
-    """The SMS text for one recipient, with the short links it needs.
-
-    Request text without a template is only rendered when variables were given, so a
-    TWIN client sending literal ``{{`` keeps working.
-    """
-    if template is not None or variables:
-        try:
-            content = render_channel(template, "sms", overrides, variables, budget=budget)
-        except MissingVariables as e:
-            raise CompositionProblem(
-                f"variables missing: {', '.join(e.names)}",
-                "missing_variables",
-                {"missing": e.names},
-            ) from e
-        except TemplateProblem as e:
-            # Callers end the sentence themselves.
-            raise CompositionProblem(e.message.rstrip("."), e.code) from e
-    else:
-        content = dict(overrides)
+    """The SMS text for one recipient, with the short links it needs."""
+    content = _rendered(template, "sms", overrides, variables, budget, missing="variables missing")
     text = content.get("text")
     if not isinstance(text, str) or not text:
         where = f"template {template.name!r} has" if template else "the request has"
@@ -118,20 +128,8 @@ def compose_rich(
     budget: RenderBudget = DEFAULT_BUDGET,
 ) -> ComposedRich:
     """E-mail, Telegram or WhatsApp content for one recipient: text plus the rich fields."""
-    if template is not None or variables:
-        try:
-            content = render_channel(template, channel, overrides, variables, budget=budget)
-        except MissingVariables as e:
-            raise CompositionProblem(
-                f"variables missing for {channel}: {', '.join(e.names)}",
-                "missing_variables",
-                {"missing": e.names},
-            ) from e
-        except TemplateProblem as e:
-            # Callers end the sentence themselves.
-            raise CompositionProblem(e.message.rstrip("."), e.code) from e
-    else:
-        content = dict(overrides)
+    missing = f"variables missing for {channel}"
+    content = _rendered(template, channel, overrides, variables, budget, missing=missing)
     text = content.get("text") if isinstance(content.get("text"), str) else None
     if not (text and text.strip()) and not (channel == "email" and content.get("html")):
         raise CompositionProblem(f"no {channel} text: give channels.{channel}.text", "missing_text")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from herald.errors import ValidationFailed
-from herald.services.senders import PROVIDERS
+from herald.services.sender_accounts import PROVIDERS
 
 ANY_PROVIDER = "twin"
 # Every name a channel's provider may say directly: the adapters and their families.

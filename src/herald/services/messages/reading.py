@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.domain.phones import InvalidPhone, to_e164
@@ -24,12 +23,23 @@ from herald.services.short_links import (
     link_stats_for_messages,
 )
 from herald.store.db import is_postgres, read_snapshot
-from herald.store.messages import Attempt, Delivery, Message, StatusEvent
+from herald.store.messages import (
+    SORT_COLUMNS,
+    Delivery,
+    Message,
+    MessageFilter,
+    StatusEvent,
+    attempts_of,
+    count_messages,
+    deliveries_of,
+    events_of,
+    find_message,
+    group_members,
+    messages_with_deliveries,
+    page_of_messages,
+    template_names,
+)
 from herald.store.rows import DeliveryRow, MessageRow, rows_of
-from herald.store.senders import Sender
-from herald.store.templates import Template
-
-SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
 def _primary(deliveries: list[Delivery]) -> Delivery:
@@ -45,33 +55,14 @@ def _primary(deliveries: list[Delivery]) -> Delivery:
 async def get_message(session: AsyncSession, project_id: str, message_id: str) -> dict[str, Any]:
     """One message with every channel's delivery, its attempts, and the whole history."""
     await read_snapshot(session)
-    message = await session.scalar(
-        select(Message).where(Message.id == message_id, Message.project_id == project_id)
-    )
+    message = await find_message(session, project_id, message_id)
     if message is None:
         raise NotFound(f"No message with id {message_id}.", code="message_not_found")
-    rows = (
-        await session.execute(
-            select(Delivery, Sender.provider)
-            .join(Sender, Sender.id == Delivery.sender_id)
-            .where(Delivery.message_id == message.id)
-            .order_by(Delivery.step)
-        )
-    ).all()
+    rows = await deliveries_of(session, [message.id])
     providers = {d.id: p for d, p in rows}
     deliveries = [d for d, _ in rows]
-    events = (
-        await session.scalars(
-            select(StatusEvent).where(StatusEvent.message_id == message.id).order_by(StatusEvent.id)
-        )
-    ).all()
-    attempts = (
-        await session.scalars(
-            select(Attempt)
-            .where(Attempt.delivery_id.in_(providers))
-            .order_by(Attempt.delivery_id, Attempt.number)
-        )
-    ).all()
+    events = await events_of(session, [message.id])
+    attempts = await attempts_of(session, providers)
     links = (await link_stats_for_messages(session, [message.id])).get(message.id)
     primary = _primary(deliveries)
     item = message_item(
@@ -89,19 +80,6 @@ async def get_message(session: AsyncSession, project_id: str, message_id: str) -
         for d in deliveries
     ]
     return item
-
-
-@dataclass(frozen=True, slots=True)
-class MessageFilter:
-    ids: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-    phone: str | None = None
-    group_ids: Sequence[str] = ()
-    task_ids: Sequence[str] = ()
-    bulk_ids: Sequence[str] = ()
-    channel: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
 
 
 def _encode_cursor(message: Message) -> str:
@@ -123,49 +101,23 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from e
 
 
-def _filtered(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
-    query = query.where(Message.project_id == project_id)
-    if f.ids:
-        query = query.where(Message.id.in_(f.ids))
-    if f.statuses:
-        unknown = [s for s in f.statuses if s not in Status.__members__.values()]
-        if unknown:
-            raise InvalidRequest(
-                f"Unknown status {unknown[0]!r}; use one of: {', '.join(s.value for s in Status)}.",
-                code="invalid_status",
-            )
-        query = query.where(Message.status.in_(f.statuses))
-    if f.phone:
+def _checked(f: MessageFilter) -> MessageFilter:
+    """The filter with its statuses known, its phone in E.164 and its channel in lower case."""
+    unknown = [s for s in f.statuses if s not in Status.__members__.values()]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown status {unknown[0]!r}; use one of: {', '.join(s.value for s in Status)}.",
+            code="invalid_status",
+        )
+    phone = f.phone
+    if phone:
         try:
-            phone = to_e164(f.phone)
+            phone = to_e164(phone)
         except InvalidPhone as e:
             raise InvalidRequest(
                 f"The phone filter is not a valid number: {e}", code="invalid_phone"
             ) from e
-        query = query.where(Message.phone == phone)
-    if f.group_ids:
-        query = query.where(Message.group_id.in_(f.group_ids))
-    if f.task_ids:
-        query = query.where(Message.task_id.in_(f.task_ids))
-    if f.bulk_ids:
-        query = query.where(Message.bulk_id.in_(f.bulk_ids))
-    if f.channel:
-        # Any channel the cascade reached, so a message delivered by its second channel is
-        # found under that channel too.
-        query = query.where(
-            select(Delivery.id)
-            .where(
-                Delivery.message_id == Message.id,
-                Delivery.channel == f.channel.lower(),
-                Delivery.status.not_in((Status.PENDING, Status.SKIPPED)),
-            )
-            .exists()
-        )
-    if f.created_from:
-        query = query.where(Message.created_at >= f.created_from)
-    if f.created_to:
-        query = query.where(Message.created_at < f.created_to)
-    return query
+    return replace(f, phone=phone, channel=f.channel.lower() if f.channel else None)
 
 
 async def list_messages(
@@ -191,7 +143,7 @@ async def list_messages(
     if not 1 <= limit <= 1000:
         raise InvalidRequest("'limit' must be between 1 and 1000.", code="invalid_limit")
     await read_snapshot(session)  # the count and the page agree
-    query = _filtered(select(Message), project_id, f)
+    f = _checked(f)
     by_default = sort == ("createdAt", True)
     if cursor and not by_default:
         raise ValidationFailed(
@@ -199,26 +151,14 @@ async def list_messages(
             "with 'offset' or 'page'.",
             code="conflicting_parameters",
         )
-    if cursor:
-        created, last_id = _decode_cursor(cursor)
-        query = query.where(
-            (Message.created_at < created)
-            | ((Message.created_at == created) & (Message.id < last_id))
-        )
-    elif offset:
-        query = query.offset(offset)
+    after = _decode_cursor(cursor) if cursor else None
     rows: Sequence[Message] = []
     if with_items:
-        rows = (await session.scalars(query.order_by(*_order(sort)).limit(limit + 1))).all()
-    page = rows[:limit]
-    count = len(page)
-    if with_count:
-        count = (
-            await session.scalar(
-                _filtered(select(func.count()).select_from(Message), project_id, f)
-            )
-            or 0
+        rows = await page_of_messages(
+            session, project_id, f, limit=limit + 1, after=after, offset=offset, sort=sort
         )
+    page = rows[:limit]
+    count = await count_messages(session, project_id, f) if with_count else len(page)
     return {
         "count": count,
         "items": await _items(session, page),
@@ -226,19 +166,8 @@ async def list_messages(
     }
 
 
-# TWIN's sort keys for the message list, as columns.
-SORT_KEYS = {"createdAt": Message.created_at, "status": Message.status}
-
-
-def _order(sort: tuple[str, bool]) -> list[Any]:
-    key, descending = sort
-    column = SORT_KEYS[key]
-    # Newest first within a status; the id keeps equal times in one order from page to page.
-    return [
-        column.desc() if descending else column.asc(),
-        Message.created_at.desc(),
-        Message.id.desc(),
-    ]
+# TWIN's sort keys for the message list.
+SORT_KEYS = tuple(SORT_COLUMNS)
 
 
 async def _items(session: AsyncSession, messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -248,18 +177,11 @@ async def _items(session: AsyncSession, messages: Sequence[Message]) -> list[dic
     ids = [m.id for m in messages]
     deliveries: dict[str, list[Delivery]] = {}
     providers: dict[str, str] = {}
-    for delivery, provider in await session.execute(
-        select(Delivery, Sender.provider)
-        .join(Sender, Sender.id == Delivery.sender_id)
-        .where(Delivery.message_id.in_(ids))
-        .order_by(Delivery.step)
-    ):
+    for delivery, provider in await deliveries_of(session, ids):
         deliveries.setdefault(delivery.message_id, []).append(delivery)
         providers[delivery.id] = provider
     events: dict[str, list[StatusEvent]] = {}
-    for event in await session.scalars(
-        select(StatusEvent).where(StatusEvent.message_id.in_(ids)).order_by(StatusEvent.id)
-    ):
+    for event in await events_of(session, ids):
         events.setdefault(event.message_id, []).append(event)
     names = await _template_names(session, messages)
     links = await link_stats_for_messages(session, ids)
@@ -281,11 +203,7 @@ async def _items(session: AsyncSession, messages: Sequence[Message]) -> list[dic
 
 
 async def _template_names(session: AsyncSession, messages: Sequence[Message]) -> dict[str, str]:
-    wanted = {m.template_id for m in messages if m.template_id}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(Template.id, Template.name).where(Template.id.in_(wanted)))
-    return {template_id: name for template_id, name in rows}
+    return await template_names(session, {m.template_id for m in messages if m.template_id})
 
 
 async def cancel_messages(
@@ -308,14 +226,10 @@ async def cancel_messages(
             code="nothing_to_cancel",
         )
     f = MessageFilter(ids=ids, bulk_ids=bulk_ids, group_ids=group_ids, task_ids=task_ids)
-    query = _filtered(
-        select(Message, Delivery).join(Delivery, Delivery.message_id == Message.id), project_id, f
-    ).order_by(Message.id, Delivery.id)
-    if is_postgres(session):
-        # The dispatcher claims with SKIP LOCKED: while we hold these rows it cannot take them,
-        # and if it holds them we wait and then see that they are already sending.
-        query = query.with_for_update(of=(Message, Delivery))
-    rows = rows_of((d, m) for m, d in await session.execute(query))
+    # The dispatcher claims with SKIP LOCKED: while we hold these rows (PostgreSQL) it cannot
+    # take them, and if it holds them we wait and then see that they are already sending.
+    found = await messages_with_deliveries(session, project_id, f, lock=is_postgres(session))
+    rows = rows_of((d, m) for m, d in found)
     family: dict[str, tuple[MessageRow, list[DeliveryRow]]] = {}
     for delivery, message in rows:
         family.setdefault(message.id, (message, []))[1].append(delivery)
@@ -381,13 +295,7 @@ async def cancel_message(
 
 async def get_group(session: AsyncSession, project_id: str, group_id: str) -> dict[str, Any]:
     """A group's overall status: delivered as soon as any member (device, address) is."""
-    members = list(
-        await session.scalars(
-            select(Message)
-            .where(Message.project_id == project_id, Message.group_id == group_id)
-            .order_by(Message.created_at, Message.id)
-        )
-    )
+    members = await group_members(session, project_id, group_id)
     if not members:
         raise NotFound(f"No message belongs to group {group_id}.", code="group_not_found")
     status = message_status([(Status(m.status), 0) for m in members])

@@ -14,16 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
-from herald.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
+from herald.errors import Conflict, InvalidRequest, UnsupportedMediaType, ValidationFailed
 from herald.services.messages.plans import SUPPORTED_CHANNELS
-from herald.services.tasks.lifecycle import destination_columns, find_task, task_channels
-from herald.services.templates.resource import load_template, variables_in
-from herald.store.messages import Delivery, Message
+from herald.services.tasks.listing import find_task
+from herald.services.tasks.settings import destination_columns, task_channels
+from herald.services.templates.rendering import variables_in
+from herald.services.templates.resource import load_template
+from herald.store import tasks as store
+from herald.store.messages import Delivery
 from herald.store.tasks import TaskRow
 
 EXAMPLES = {
@@ -86,14 +87,20 @@ def sample_columns(channels: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def sample_file(columns: Sequence[str], fmt: str) -> bytes:
+    """A file with the columns and one row of examples."""
     example = [EXAMPLES.get(c, f"example {c}") for c in columns]
     return sheets.table_bytes(fmt, columns, [example])
 
 
 async def template_sample(
-    session: AsyncSession, project_id: str, template_id: str, channels: Sequence[str] | None
-) -> list[str]:
-    """Columns for sending the template on ``channels`` (default: every channel it has)."""
+    session: AsyncSession,
+    project_id: str,
+    template_id: str,
+    channels: Sequence[str] | None,
+    fmt: str,
+) -> bytes:
+    """A file with the columns for sending the template on ``channels`` (default: every
+    channel it has)."""
     snapshot = await load_template(session, project_id, template_id)
     keys = [k.lower() for k in channels or ()] or [
         k for k in snapshot.channels if k in SUPPORTED_CHANNELS
@@ -105,12 +112,13 @@ async def template_sample(
             f"{what} cannot be sent from a spreadsheet; use: {', '.join(SUPPORTED_CHANNELS)}.",
             code="unsupported_channel",
         )
-    return sample_columns({k: dict(snapshot.channels.get(k, {})) for k in keys})
+    return sample_file(sample_columns({k: dict(snapshot.channels.get(k, {})) for k in keys}), fmt)
 
 
-async def task_sample(session: AsyncSession, project_id: str, task_id: str) -> list[str]:
+async def task_sample(session: AsyncSession, project_id: str, task_id: str, fmt: str) -> bytes:
+    """A file with the columns the task needs."""
     task = await find_task(session, project_id, task_id)
-    return sample_columns(await task_channels(session, task))
+    return sample_file(sample_columns(await task_channels(session, task)), fmt)
 
 
 async def report(
@@ -118,9 +126,7 @@ async def report(
 ) -> dict[str, Any]:
     """Rejected rows: row number, column, code and a sentence."""
     task = await find_task(session, project_id, task_id)
-    base = select(TaskRow).where(TaskRow.task_id == task_id, TaskRow.error.is_not(None))
-    count = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    rows = await session.scalars(base.order_by(TaskRow.row_number).limit(limit).offset(offset))
+    count, rows = await store.rejected_rows(session, task_id, limit=limit, offset=offset)
     return {
         "count": count,
         "status": task.status,
@@ -193,25 +199,15 @@ async def _page(
     session: AsyncSession, task_id: str, kind: str, after: int
 ) -> list[tuple[TaskRow, str | None, Delivery | None]]:
     """One page of rows, each with its message's status and the delivery that speaks for it."""
-    query = (
-        select(TaskRow, Message.status)
-        .outerjoin(Message, Message.id == TaskRow.message_id)
-        .where(TaskRow.task_id == task_id, TaskRow.row_number > after)
-        .order_by(TaskRow.row_number)
-        .limit(PAGE)
+    page = await store.rows_after(
+        session, task_id, after, limit=PAGE, rejected_only=kind == "report"
     )
-    if kind == "report":
-        query = query.where(TaskRow.error.is_not(None))
-    page = [(row, status) for row, status in (await session.execute(query)).all()]
     ids = [row.message_id for row, _ in page if row.message_id]
     by_message: dict[str, list[Delivery]] = {}
     if ids and kind == "results":
         # Rows are paged first and their deliveries fetched apart: a message has one
         # delivery per channel of its cascade, and a page must not split a message.
-        deliveries = await session.scalars(
-            select(Delivery).where(Delivery.message_id.in_(ids)).order_by(Delivery.step)
-        )
-        for d in deliveries:
+        for d in await store.deliveries_of(session, ids):
             by_message.setdefault(d.message_id, []).append(d)
     return [
         (row, status, _outcome(by_message.get(row.message_id or "", []))) for row, status in page
@@ -219,11 +215,16 @@ async def _page(
 
 
 async def export(
-    herald: Herald, project_id: str, task_id: str, *, kind: Literal["report", "results"], fmt: str
+    sessions: async_sessionmaker[AsyncSession],
+    project_id: str,
+    task_id: str,
+    *,
+    kind: Literal["report", "results"],
+    fmt: str,
 ) -> tuple[Path, str]:
     """Write the report (rejected rows with an ``error`` column) or the per-row results to a
     temporary file, page by page so memory stays flat. Returns the path and a file name."""
-    async with herald.sessions() as session:
+    async with sessions() as session:
         task = await find_task(session, project_id, task_id)
     columns = list(task.columns or ["phone"])
     header = ["row", *columns, *(["error"] if kind == "report" else RESULT_COLUMNS)]
@@ -235,7 +236,7 @@ async def export(
         after = 0
         while True:
             # A short read transaction per page: on SQLite every transaction takes the lock.
-            async with herald.sessions() as session:
+            async with sessions() as session:
                 page = await _page(session, task_id, kind, after)
             if not page:
                 break
@@ -289,3 +290,22 @@ async def result_format(session: AsyncSession, project_id: str, task_id: str) ->
     task = await find_task(session, project_id, task_id)
     fmt = task.file_format or "csv"
     return fmt if fmt in sheets.OUTPUT_FORMATS else "xlsx"
+
+
+async def bulk_results(
+    sessions: async_sessionmaker[AsyncSession], project_id: str, task_id: str, fmt: str | None
+) -> tuple[Path, str, str]:
+    """The results file of a bulk send once its file is read: path, file name and format."""
+    async with sessions() as session:
+        task = await find_task(session, project_id, task_id)
+        if task.status in ("draft", "importing"):
+            # An answer now would be a file of the rows read so far, which TWIN's SDK cannot
+            # tell from a finished one.
+            raise Conflict(
+                "The file is still being read; ask again in a few seconds.",
+                code="results_not_ready",
+                details={"status": task.status, "rowsRead": task.rows_read},
+            )
+        chosen = fmt or await result_format(session, project_id, task_id)
+    path, name = await export(sessions, project_id, task_id, kind="results", fmt=chosen)
+    return path, name, chosen

@@ -15,29 +15,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.bootstrap import Herald
 from herald.domain import spreadsheets as sheets
 from herald.errors import NotFound, ValidationFailed
 from herald.schemas.messages import CreateMessagesIn
 from herald.services.messages.accepting import CreationPolicy, create_messages
-from herald.services.tasks.lifecycle import (
+from herald.services.tasks.context import TaskContext, task_file
+from herald.services.tasks.listing import find_task
+from herald.services.tasks.reader import ReaderFailed, SheetReader
+from herald.services.tasks.rows import ImportRow, claim, destination_of
+from herald.services.tasks.settings import (
     DEST_PATH,
-    IMPORTING,
-    TASK_ROWS,
     destination_columns,
     settings_path,
     task_channels,
-    task_file,
 )
-from herald.services.tasks.reader import ReaderFailed, SheetReader
-from herald.services.tasks.rows import ImportRow, claim, destination_of
-from herald.services.templates.resource import variables_in
-from herald.store.db import is_postgres
-from herald.store.tasks import Task, TaskRow, settle_tasks
+from herald.services.templates.rendering import variables_in
+from herald.store import tasks as store
+from herald.store.tasks import IMPORTING, Task, settle_tasks
 
 log = logging.getLogger("herald.tasks")
 
@@ -179,24 +176,17 @@ async def _open(
 
 async def _lock_for_batch(session: AsyncSession, task_id: str, expected_last: int) -> Task:
     """The task row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises)."""
-    query = select(Task).where(Task.id == task_id)
-    if is_postgres(session):
-        query = query.with_for_update()
-    task = await session.scalar(query)
-    if task is None or task.status not in (*IMPORTING,):
+    task = await store.load_task(session, task_id, lock=True)
+    if task is None or task.status not in IMPORTING:
         raise _Stopped
-    last = await session.scalar(
-        select(func.max(TaskRow.row_number)).where(TaskRow.task_id == task_id)
-    )
-    if (last or 0) != expected_last:
+    if await store.last_row_number(session, task_id) != expected_last:
         raise _Stopped  # another process is importing this task
     return task
 
 
 async def _store_rows(session: AsyncSession, task: Task, rows: list[ImportRow]) -> None:
-    # A Core insert: the ORM's bulk path costs more per row than the row itself.
-    await session.execute(
-        insert(TASK_ROWS),
+    await store.insert_rows(
+        session,
         [
             {
                 "task_id": task.id,
@@ -214,7 +204,7 @@ async def _store_rows(session: AsyncSession, task: Task, rows: list[ImportRow]) 
 
 
 async def _validate_all(
-    herald: Herald, task: Task, path: Path, policy: CreationPolicy, needs: _Needs
+    ctx: TaskContext, task: Task, path: Path, policy: CreationPolicy, needs: _Needs
 ) -> bool:
     """``reject_all``: a pass over the whole file storing nothing; rejected rows if any."""
     header, reader = await _open(path, task.file_format or "csv", 0, needs, task.default_region)
@@ -226,10 +216,10 @@ async def _validate_all(
             for row in rows:
                 claim(row, seen)
             read += len(rows)
-            async with herald.sessions() as session:
+            async with ctx.sessions() as session:
                 await session.begin()
                 try:
-                    now = herald.clock.now()
+                    now = ctx.clock.now()
                     await _create(session, task, rows, now=now, policy=policy, held=True)
                 finally:
                     await session.rollback()
@@ -238,8 +228,8 @@ async def _validate_all(
         await reader.aclose()
     if not rejected:
         return True
-    now = herald.clock.now()
-    async with herald.sessions() as session, session.begin():
+    now = ctx.clock.now()
+    async with ctx.sessions() as session, session.begin():
         locked = await _lock_for_batch(session, task.id, 0)
         for start in range(0, len(rejected), BATCH_SIZE):
             await _store_rows(session, locked, rejected[start : start + BATCH_SIZE])
@@ -256,27 +246,14 @@ async def _validate_all(
     return False
 
 
-async def run_import(herald: Herald, task_id: str) -> None:
+async def run_import(ctx: TaskContext, task_id: str) -> None:
     """Import (or resume importing) a task's file; returns when done, failed or stopped."""
-    async with herald.sessions() as session:
-        task = await session.get(Task, task_id)
+    async with ctx.sessions() as session:
+        task = await store.load_task(session, task_id)
         if task is None or task.imported_at is not None or task.status not in IMPORTING:
             return
-        last = (
-            await session.scalar(
-                select(func.max(TaskRow.row_number)).where(TaskRow.task_id == task_id)
-            )
-            or 0
-        )
-        seen = {
-            key
-            for d in await session.scalars(
-                select(TaskRow.destination).where(
-                    TaskRow.task_id == task_id, TaskRow.destination.is_not(None)
-                )
-            )
-            for key in (d or "").split()
-        }
+        last = await store.last_row_number(session, task_id)
+        seen = {key for d in await store.stored_destinations(session, task_id) for key in d.split()}
         try:
             needs = _Needs.of(await task_channels(session, task), task.settings)
         except NotFound as e:
@@ -284,10 +261,10 @@ async def run_import(herald: Herald, task_id: str) -> None:
         else:
             gone = None
     if gone is not None:
-        await _fail(herald, task_id, f"templateId: {gone.message}", gone.code)
+        await _fail(ctx, task_id, f"templateId: {gone.message}", gone.code)
         return
-    policy = CreationPolicy.from_settings(herald.settings)
-    path = task_file(herald.settings, task)
+    policy = CreationPolicy.from_settings(ctx.settings)
+    path = task_file(ctx.settings, task)
     region = task.default_region
     try:
         if not path.exists():
@@ -295,18 +272,18 @@ async def run_import(herald: Herald, task_id: str) -> None:
         if (
             task.policy == "reject_all"
             and last == 0
-            and not await _validate_all(herald, task, path, policy, needs)
+            and not await _validate_all(ctx, task, path, policy, needs)
         ):
             return
         header, reader = await _open(path, task.file_format or "csv", last, needs, region)
         try:
-            async with herald.sessions() as session, session.begin():
-                await session.execute(update(Task).where(Task.id == task_id).values(columns=header))
+            async with ctx.sessions() as session, session.begin():
+                await store.set_columns(session, task_id, header)
             while rows := await reader.next():
                 for row in rows:
                     claim(row, seen)
-                now = herald.clock.now()
-                async with herald.sessions() as session, session.begin():
+                now = ctx.clock.now()
+                async with ctx.sessions() as session, session.begin():
                     locked = await _lock_for_batch(session, task_id, last)
                     # Until the task is started its messages wait without a due time.
                     held = locked.status != "running"
@@ -322,28 +299,28 @@ async def run_import(herald: Herald, task_id: str) -> None:
                     if r.error is not None and r.claimed:
                         # Refused after its addresses were taken: later rows may use them.
                         seen.difference_update(r.keys)
-                herald.work_available.set()
+                ctx.work_available.set()
         finally:
             await reader.aclose()
-        async with herald.sessions() as session, session.begin():
+        async with ctx.sessions() as session, session.begin():
             locked = await _lock_for_batch(session, task_id, last)
-            now = herald.clock.now()
+            now = ctx.clock.now()
             locked.imported_at = locked.updated_at = now
             if locked.status == "importing":
                 locked.status = "ready"
             # Its messages may all have ended while the last rows were being read.
             await settle_tasks(session, [(locked.project_id, task_id)])
     except TaskFailed as e:
-        await _fail(herald, task_id, e.message, e.code)
+        await _fail(ctx, task_id, e.message, e.code)
     except sheets.SpreadsheetProblem as e:
-        await _fail(herald, task_id, e.message, e.code)
+        await _fail(ctx, task_id, e.message, e.code)
     except ReaderFailed as e:
         if e.stopped:
             raise  # the import resumes on the next start
         # A reader that died of this file would die again on every retry.
         log.error("task %s: %s", task_id, e)
         await _fail(
-            herald,
+            ctx,
             task_id,
             "The file could not be read to its end (it asks for more memory than Herald "
             "allows a file reader, or is broken); save it again as CSV or XLSX.",
@@ -353,16 +330,10 @@ async def run_import(herald: Herald, task_id: str) -> None:
         return
 
 
-async def _fail(herald: Herald, task_id: str, message: str, code: str) -> None:
-    now = herald.clock.now()
-    async with herald.sessions() as session, session.begin():
-        await session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.status.in_(IMPORTING))
-            .values(
-                status="failed", error=message, error_code=code, finished_at=now, updated_at=now
-            )
-        )
+async def _fail(ctx: TaskContext, task_id: str, message: str, code: str) -> None:
+    now = ctx.clock.now()
+    async with ctx.sessions() as session, session.begin():
+        await store.fail_import(session, task_id, message, code, now)
 
 
 class TaskImports:
@@ -372,11 +343,12 @@ class TaskImports:
     leaves a state the next start-up resumes from.
     """
 
-    def __init__(self, herald: Herald) -> None:
-        self._herald = herald
+    def __init__(self, ctx: TaskContext) -> None:
+        self.context = ctx
         self._running: dict[str, asyncio.Task[None]] = {}
 
     def start(self, task_id: str) -> asyncio.Task[None]:
+        """Import the task's file in the background (the running import, if there is one)."""
         running = self._running.get(task_id)
         if running is None or running.done():
             running = asyncio.create_task(self._run(task_id), name=f"task-import-{task_id}")
@@ -385,7 +357,7 @@ class TaskImports:
 
     async def _run(self, task_id: str) -> None:
         try:
-            await run_import(self._herald, task_id)
+            await run_import(self.context, task_id)
         except Exception:
             log.exception("import of task %s stopped; it resumes on the next start", task_id)
         finally:
@@ -393,30 +365,34 @@ class TaskImports:
 
     async def resume_pending(self) -> list[str]:
         """Start the imports a previous process left unfinished."""
-        async with self._herald.sessions() as session:
-            ids = list(
-                await session.scalars(
-                    select(Task.id).where(
-                        Task.imported_at.is_(None),
-                        Task.file_format.is_not(None),
-                        Task.status.in_(IMPORTING),
-                    )
-                )
-            )
+        async with self.context.sessions() as session:
+            ids = await store.unfinished_imports(session)
         for task_id in ids:
             self.start(task_id)
         return ids
 
     async def aclose(self) -> None:
+        """Stop every import; each resumes from its last stored batch on the next start."""
         running = list(self._running.values())
         for t in running:
             t.cancel()
         await asyncio.gather(*running, return_exceptions=True)
 
 
-async def import_now(herald: Herald, imports: TaskImports | None, task_id: str) -> None:
+async def import_now(ctx: TaskContext, imports: TaskImports | None, task_id: str) -> None:
     """Run the import to its end (``async=false``), through the runner when there is one."""
     if imports is None:
-        await run_import(herald, task_id)
+        await run_import(ctx, task_id)
     else:
         await asyncio.shield(imports.start(task_id))
+
+
+async def import_outcome(session: AsyncSession, project_id: str, task_id: str) -> None:
+    """After a synchronous import: a task the import failed is the request's error."""
+    task = await find_task(session, project_id, task_id)
+    if task.status == "failed" and task.error:
+        raise ValidationFailed(
+            task.error,
+            code=task.error_code or "import_failed",
+            details={"taskId": task.id, "rowsRejected": task.rows_rejected},
+        )

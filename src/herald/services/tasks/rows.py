@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from herald.channels.email import validate_email_address
 from herald.domain import spreadsheets as sheets
+from herald.domain.email import validate_email_address
 from herald.domain.phones import InvalidPhone
 
 if TYPE_CHECKING:  # the reader process should not pay for importing pydantic models
