@@ -112,6 +112,8 @@ ORDER = [
     ("POST", "/api/v1/senders"),
     ("PATCH", "/api/v1/senders/{sender_id}"),
     ("POST", "/webhooks/twilio/status/{attempt_id}"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
 ]
 CREATES = {
     ("POST", "/api/v1/templates"): "template_id",
@@ -120,8 +122,11 @@ CREATES = {
     ("POST", "/api/v1/senders"): "sender_id",
 }
 # Those that need something no request body can make: a person who texted the bot, a send
-# attempt signed by Twilio. Their example is still answered as the document says.
+# attempt signed by Twilio, a user (made by `herald users create`) and their refresh token.
+# Their example is still answered as the document says.
 NEEDS_MORE = {
+    ("POST", "/api/v1/auth/login"): 401,
+    ("POST", "/api/v1/auth/refresh"): 401,
     ("POST", "/api/v1/bots/{bot_id}/conversations/{conversation_id}/messages"): 404,
     ("POST", "/webhooks/twilio/status/{attempt_id}"): 403,
 }

@@ -16,6 +16,7 @@ from herald.api.early_auth import KeyFirst
 from herald.api.limits import BodyLimits
 from herald.api.query import no_ignored_parameters
 from herald.api.routes import (
+    auth,
     bots,
     messages,
     project,
@@ -30,6 +31,7 @@ from herald.api.webhooks import meta as meta_webhooks
 from herald.api.webhooks import telegram as telegram_webhooks
 from herald.api.webhooks import twilio_inbound, twilio_status
 from herald.bootstrap import Herald, build, settle_after_start
+from herald.cabinet import mount as cabinet
 from herald.dispatch.callbacks import CallbackSender
 from herald.dispatch.loop import Dispatcher
 from herald.services.tasks.context import TaskContext
@@ -108,6 +110,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     # reads the body.
     app.add_middleware(BodyLimits)
     app.add_middleware(KeyFirst)
+    app.include_router(auth.router)
     app.include_router(task_routes.router)  # before messages: /messages/bulk vs /messages/{id}
     app.include_router(messages.router)
     app.include_router(messages.groups_router)
@@ -122,6 +125,7 @@ def create_app(herald: Herald | None = None, *, run_workers: bool | None = None)
     app.include_router(twilio_inbound.router)
     app.include_router(webchat.router)
     app.include_router(docs_pages.router)
+    cabinet.install(app)  # the web cabinet: /, /sign-in, /messages, …, /static/
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Request dependencies: the shared Herald graph and the calling project."""
+"""Request dependencies: the shared Herald graph and the calling project.
+
+A caller is an API key (the project's) or a user's TWIN IAM token (a JWT from
+``auth/login``, acting for the user's project within the user's role).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 from starlette.applications import Starlette
@@ -15,8 +19,10 @@ from starlette.applications import Starlette
 from herald.api.throttle import FailureThrottle, address_key
 from herald.bootstrap import Herald
 from herald.config import Settings
-from herald.errors import TooManyRequests, Unauthorized
+from herald.errors import Forbidden, TooManyRequests, Unauthorized
+from herald.services import iam
 from herald.services.projects import authenticate, hash_key, key_owners
+from herald.services.users import can
 
 
 async def get_herald(request: Request) -> Herald:
@@ -27,9 +33,12 @@ async def get_herald(request: Request) -> Herald:
 
 
 HeraldDep = Annotated[Herald, Depends(get_herald)]
+T = TypeVar("T")
 
 # Where the API key check ahead of FastAPI (api.early_auth) leaves the project it found.
 PROJECT_SCOPE_KEY = "herald.project_id"
+# ... and, when a user's IAM token opened it, who the user is (an iam.Caller).
+CALLER_SCOPE_KEY = "herald.caller"
 # Checked keys remembered at most; only valid keys are, so this is rarely reached.
 MAX_REMEMBERED_KEYS = 10_000
 # While an address may not risk another failed look-up, a key it sends is checked against
@@ -124,15 +133,138 @@ def api_keys(app: Starlette) -> ApiKeys:
     return keys
 
 
+def looks_like_jwt(token: str) -> bool:
+    """An IAM token (header.payload.signature); API keys never hold a dot."""
+    return token.count(".") == 2
+
+
+# Writes under these first path segments need more than "send" (see services.users.can).
+_WRITE_ACTIONS = {
+    "senders": "senders",
+    "project": "keys",
+    "templates": "templates",
+    "tasks": "tasks",
+    "startedTasks": "tasks",
+    "pausedTasks": "tasks",
+}
+
+
+def action_of(method: str, path: str) -> str:
+    """The role permission an ``/api/v1`` request needs: reads need "view"; writes "send",
+    or what their resource needs (a bot's settings are an admin's, its conversations not)."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "view"
+    parts = path.removeprefix("/api/v1/").split("/")
+    if parts[0] == "bots" and "conversations" not in parts:
+        return "senders"
+    if parts[0] == "messages" and method == "DELETE":
+        return "cancel"
+    return _WRITE_ACTIONS.get(parts[0], "send")
+
+
+def refuse_role(caller: iam.Caller, action: str) -> None:
+    """A 403 unless the caller's role may do ``action``."""
+    if can(caller.role, action):
+        return
+    if action == "view" or caller.role != "viewer":
+        raise Forbidden(
+            f"Your role ({caller.role}) does not allow this request: it needs the "
+            f"'{action}' permission. Ask an admin of your project.",
+            code="role_not_allowed",
+        )
+    raise Forbidden(
+        "Your role (viewer) may only read: GET requests only. Ask an admin of your project "
+        "for the operator role.",
+        code="read_only_role",
+    )
+
+
+async def token_caller(herald: Herald, token: str) -> iam.Caller:
+    """Who a user's IAM token speaks for (401 when it is expired, revoked or not valid)."""
+    async with herald.sessions() as session:
+        caller = await iam.caller(session, herald.vault, token, now=herald.clock.now())
+        await session.commit()  # the first check of a process may have made the signing key
+    return caller
+
+
+async def authorize(
+    scope: MutableMapping[str, Any],
+    herald: Herald,
+    keys: ApiKeys,
+    authorization: str | None,
+    client: str | None,
+) -> str:
+    """The project an ``/api/v1`` request acts for, by API key or IAM token; a token's
+    caller is left in ``scope`` and its role checked against the request's method and path."""
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+        if looks_like_jwt(token):
+            caller = await token_caller(herald, token)
+            refuse_role(caller, action_of(str(scope["method"]), str(scope["path"])))
+            scope[CALLER_SCOPE_KEY] = caller
+            return caller.project_id
+    return await keys.project_of(herald, authorization, client)
+
+
+def sign_in_failures(app: Starlette) -> FailureThrottle:
+    """The app's brake on failed sign-ins (IAM logins and refreshes, the cabinet's form):
+    per address, with the same burst and rate as wrong API keys."""
+    throttle: FailureThrottle | None = getattr(app.state, "sign_in_failures", None)
+    if throttle is None:
+        settings = app.state.herald.settings
+        throttle = app.state.sign_in_failures = FailureThrottle(
+            settings.failed_auth_burst, settings.failed_auth_per_minute
+        )
+    return throttle
+
+
+async def throttled_sign_in(
+    app: Starlette, client: str | None, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a sign-in ``attempt`` (password, refresh token, sign-in link) unless the caller's
+    address has failed too often lately (429 ``too_many_failed_logins``); a 401 it raises
+    counts as a failure, anything else does not."""
+    # ApiKeys.project_of spends and gives back the same way, but past the burst still lets a
+    # valid key through from memory; a password cannot be checked without the slow hash.
+    throttle = sign_in_failures(app)
+    address = address_key(client)
+    wait = throttle.take(address, time.monotonic())
+    if wait is not None:
+        raise TooManyRequests(
+            f"Too many failed sign-ins came from your address; try again in {wait} seconds.",
+            retry_after=wait,
+            code="too_many_failed_logins",
+        )
+    try:
+        result = await attempt()
+    except Unauthorized:
+        raise  # the attempt stays spent
+    except BaseException:
+        throttle.give_back(address, time.monotonic())
+        raise
+    throttle.give_back(address, time.monotonic())
+    return result
+
+
 async def project_id(
     request: Request, herald: HeraldDep, authorization: Annotated[str | None, Header()] = None
 ) -> str:
-    """The project whose ``Authorization: Bearer <apiKey>`` came with the request."""
+    """The project whose ``Authorization: Bearer <apiKey or IAM token>`` came with the
+    request."""
     checked: str | None = request.scope.get(PROJECT_SCOPE_KEY)
     if checked is not None:
         return checked
     client = request.client.host if request.client else None
-    return await api_keys(request.app).project_of(herald, authorization, client)
+    return await authorize(request.scope, herald, api_keys(request.app), authorization, client)
 
 
 ProjectId = Annotated[str, Depends(project_id)]
+
+
+async def caller_user_id(request: Request, project: ProjectId) -> str | None:
+    """The user a request's IAM token speaks for; ``None`` for an API key (no person)."""
+    caller: iam.Caller | None = request.scope.get(CALLER_SCOPE_KEY)
+    return caller.user_id if caller is not None else None
+
+
+CallerUserId = Annotated[str | None, Depends(caller_user_id)]

@@ -1,4 +1,4 @@
-"""The pages a person opens first: ``/`` and the API documentation at ``/docs`` and ``/redoc``.
+"""The API's documentation at ``/docs`` and ``/redoc`` (``/`` is the web cabinet's).
 
 Swagger UI and ReDoc are loaded from files shipped in the package (``static/docs``, see its
 ``VENDORED.md``), never from a CDN: Herald often runs where the Internet is out of reach,
@@ -8,7 +8,6 @@ and its documentation should not be the part that breaks there.
 from __future__ import annotations
 
 import functools
-import html
 from collections.abc import Callable
 from importlib import metadata, resources
 from typing import Any
@@ -17,7 +16,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from herald import __version__
 from herald.errors import NotFound
 
 ASSETS = "/docs/assets/"
@@ -94,6 +92,11 @@ async def asset(name: str) -> Response:
     return Response(_asset(name), media_type=media_type, headers={"Cache-Control": "max-age=86400"})
 
 
+def has_readme() -> bool:
+    """Whether ``/readme`` has a README to show (the cabinet's sign-in page links to it)."""
+    return _readme() is not None
+
+
 @functools.cache
 def _readme() -> str | None:
     try:
@@ -112,54 +115,3 @@ async def readme() -> PlainTextResponse:
             "This installation of Herald carries no README: read README.md in its source."
         )
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
-
-
-# The dashboard will take "/" over; until then a person who opens Herald's address in a
-# browser learns where to go, instead of reading a JSON 404.
-_HOME = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Herald</title>
-<link rel="icon" href="{favicon}">
-<style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto;
-        padding: 0 1rem; color: #1f2328; }}
-h1 {{ margin-bottom: 0; }}
-.version {{ color: #59636e; margin-top: 0; }}
-li {{ margin: .4rem 0; }}
-code {{ background: #f0f2f4; padding: .1rem .3rem; border-radius: 4px; }}
-</style>
-</head>
-<body>
-<h1>Herald</h1>
-<p class="version">version {version}: self-hosted multi-channel notifications</p>
-<p>This is Herald's API server. There is no dashboard yet; start here:</p>
-<ul>
-<li><a href="/docs">API documentation</a> (Swagger UI: try every call with your API key)</li>
-<li><a href="/redoc">API reference</a> (ReDoc: the same, as one page to read)</li>
-<li>{readme}</li>
-<li><a href="{openapi}">OpenAPI document</a> (JSON, for client generators)</li>
-</ul>
-<p>An API key comes from <code>herald projects create NAME</code>, run where Herald runs.</p>
-</body>
-</html>
-"""
-
-
-@router.get("/")
-async def home(request: Request) -> HTMLResponse:
-    """A small page that points to the documentation."""
-    readme = (
-        '<a href="/readme">README</a> (quick start, configuration, every feature)'
-        if _readme() is not None
-        else "README: <code>README.md</code> in Herald's source"
-    )
-    page = _HOME.format(
-        favicon=_FAVICON,
-        version=html.escape(__version__),
-        readme=readme,
-        openapi=html.escape(_openapi_url(request)),
-    )
-    return HTMLResponse(page)

@@ -88,4 +88,13 @@ REQUEST_BODIES: dict[tuple[str, str], Any] = {
         "MessageSid": "SM" + "0123456789abcdef" * 2,
         "MessageStatus": "delivered",
     },
+    # A user comes from `herald users create`; these are the fields TWIN's SDK sends.
+    ("POST", "/api/v1/auth/login"): {
+        "email": "anna@example.com",
+        "password": "a long passphrase",
+        "ttl": 3600,
+        "companyId": None,
+        "extra": [],
+    },
+    ("POST", "/api/v1/auth/refresh"): {"refreshToken": "the refreshToken login gave", "ttl": 3600},
 }

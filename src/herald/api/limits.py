@@ -25,6 +25,8 @@ WEBHOOK_MAX_BODY = 4 * 1024 * 1024
 PUBLIC_MAX_BODY = 64 * 1024
 # The send-task file uploads: POST /api/v1/tasks/{id} and POST /api/v1/messages/bulk.
 _UPLOAD = re.compile(r"/api/v1/(?:tasks/[^/]+|messages/bulk)/?")
+# The cabinet's send-task upload (herald.cabinet.tasks), signed in by its session cookie.
+_CABINET_UPLOAD = re.compile(r"/tasks/[^/]+/file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +36,26 @@ class Limit:
     advice: str
 
 
+def _upload_limit(settings: Settings) -> Limit:
+    return Limit(
+        settings.max_upload_bytes,
+        "HERALD_MAX_UPLOAD_BYTES",
+        "Split the file into smaller ones, a task each.",
+    )
+
+
 def limit_for(method: str, path: str, settings: Settings) -> Limit:
     """The largest body a request to ``path`` may carry."""
     if path.startswith("/api/v1/"):
         if method == "POST" and _UPLOAD.fullmatch(path):
-            return Limit(
-                settings.max_upload_bytes,
-                "HERALD_MAX_UPLOAD_BYTES",
-                "Split the file into smaller ones, a task each.",
-            )
+            return _upload_limit(settings)
         return Limit(
             settings.max_json_body_bytes,
             "HERALD_MAX_JSON_BODY_BYTES",
             "Split it into smaller requests, or send a file with POST /api/v1/messages/bulk.",
         )
+    if method == "POST" and _CABINET_UPLOAD.fullmatch(path):
+        return _upload_limit(settings)
     if path.startswith("/webhooks/"):
         return Limit(WEBHOOK_MAX_BODY, None, "No provider's notification is this large.")
     return Limit(PUBLIC_MAX_BODY, None, "The web chat and short links take no larger body.")

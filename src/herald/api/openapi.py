@@ -32,7 +32,8 @@ _SCHEMES = {
     BEARER: {
         "type": "http",
         "scheme": "bearer",
-        "description": "The project's API key, printed once by 'herald projects create'.",
+        "description": "The project's API key, printed once by 'herald projects create', or "
+        "a user's token from POST /api/v1/auth/login (TWIN's IAM).",
     }
 }
 _SCHEMAS = "#/components/schemas/"

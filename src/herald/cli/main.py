@@ -30,6 +30,7 @@ from herald.cli.output import PlainTable, console, err, listing
 from herald.cli.senders import senders_app
 from herald.cli.tasks import tasks_app
 from herald.cli.templates import templates_app
+from herald.cli.users import users_app
 from herald.config import Settings, unknown_variables
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(bots_app, name="bots")
 app.add_typer(messages_app, name="messages")
+app.add_typer(users_app, name="users")
 
 
 FINAL = {"delivered", "read", "undelivered", "failed", "cancelled", "expired"}

@@ -27,7 +27,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, aliased, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from herald.domain.statuses import Status
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
@@ -42,10 +45,16 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
+        # The message list, newest first: each filter the cabinet offers has an index that
+        # ends in (created_at, id), so a page is read in order and stops after 50 rows
+        # (bench/cabinet_messages.py). On SQLite without ANALYZE statistics, the planner
+        # otherwise walks the whole project by time when that avoids a sort.
         Index(None, "project_id", "created_at", "id"),
         Index(None, "project_id", "status", "created_at", "id"),
-        Index(None, "project_id", "phone"),
-        Index(None, "project_id", "group_id"),
+        Index(None, "project_id", "phone", "created_at", "id"),
+        Index(None, "project_id", "group_id", "created_at", "id"),
+        Index(None, "project_id", "task_id", "created_at", "id"),
+        Index(None, "project_id", "template_id", "created_at", "id"),
         # With status: whether a task has a message still in progress is a few index probes.
         Index(None, "project_id", "task_id", "status"),
         Index(None, "project_id", "bulk_id"),
@@ -94,6 +103,8 @@ class Delivery(Base):
     __table_args__ = (
         Index(None, "next_attempt_at"),
         Index(None, "message_id"),
+        # Whether a channel is rare in a project (``few_on_channel``), and its deliveries.
+        Index(None, "project_id", "channel"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -130,6 +141,15 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# The list's e-mail filter, which matches an address whatever its case (an expression, so
+# declared once the columns exist).
+Index(
+    "ix_deliveries_project_id_lower_to_address",
+    Delivery.project_id,
+    func.lower(Delivery.to_address),
+)
 
 
 class Attempt(Base):
@@ -204,14 +224,51 @@ class MessageFilter:
     channel: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # The cabinet's filters: an e-mail address any channel went to, and templates.
+    email: str | None = None
+    template_ids: Sequence[str] = ()
 
 
 # Deliveries that never reached their channel: a channel filter does not find them.
 _NOT_REACHED = (Status.PENDING, Status.SKIPPED)
 
 
-def _matching(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
-    query = query.where(Message.project_id == project_id)
+class _Unindexed(FunctionElement[str]):
+    """A column as it is, except that SQLite is told not to look it up in an index (its
+    unary +, https://sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_).
+
+    Without ANALYZE statistics SQLite takes ``project_id = ?`` for a rare value and walks the
+    project's messages by time to spare a sort, even for three ids: at 1,000,000 messages
+    that read the whole project for an old message. PostgreSQL plans from statistics.
+    """
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_Unindexed)
+def _plain(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Unindexed, "sqlite")
+def _unary_plus(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
+
+
+# Up to this many deliveries on a channel, a channel filter starts from them (see
+# ``page_of_messages``); more, and walking the messages by time finds a page soon enough.
+FEW_ON_CHANNEL = 5000
+
+
+def _matching(
+    query: SelectT, project_id: str, f: MessageFilter, *, few_on_channel: bool = False
+) -> SelectT:
+    # Messages picked by id, by address or on a rare channel are few: read them by key,
+    # then sort them.
+    by_key = bool(f.ids) or bool(f.email) or (bool(f.channel) and few_on_channel)
+    project = _Unindexed(Message.project_id) if by_key else Message.project_id
+    query = query.where(project == project_id)
     if f.ids:
         query = query.where(Message.id.in_(f.ids))
     if f.statuses:
@@ -224,7 +281,18 @@ def _matching(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
         query = query.where(Message.task_id.in_(f.task_ids))
     if f.bulk_ids:
         query = query.where(Message.bulk_id.in_(f.bulk_ids))
-    if f.channel:
+    if f.channel and few_on_channel:
+        on = aliased(Delivery)
+        query = query.where(
+            Message.id.in_(
+                select(on.message_id).where(
+                    on.project_id == project_id,
+                    on.channel == f.channel,
+                    on.status.not_in(_NOT_REACHED),
+                )
+            )
+        )
+    elif f.channel:
         # Any channel the cascade reached, so a message delivered by its second channel is
         # found under that channel too.
         query = query.where(
@@ -236,6 +304,19 @@ def _matching(query: SelectT, project_id: str, f: MessageFilter) -> SelectT:
             )
             .exists()
         )
+    if f.email:
+        # The messages that had a channel to the address, from the address's index (a
+        # correlated EXISTS would be probed once per message of the project).
+        to = aliased(Delivery)
+        query = query.where(
+            Message.id.in_(
+                select(to.message_id).where(
+                    to.project_id == project_id, func.lower(to.to_address) == f.email.lower()
+                )
+            )
+        )
+    if f.template_ids:
+        query = query.where(Message.template_id.in_(f.template_ids))
     if f.created_from:
         query = query.where(Message.created_at >= f.created_from)
     if f.created_to:
@@ -250,6 +331,40 @@ SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
 }
 
 
+def page_query(
+    project_id: str,
+    f: MessageFilter,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    offset: int,
+    sort: tuple[str, bool],
+    few_on_channel: bool = False,
+) -> Select[Message]:
+    """The statement ``page_of_messages`` runs (bench/cabinet_messages.py explains it)."""
+    query = _matching(select(Message), project_id, f, few_on_channel=few_on_channel)
+    if after is not None:
+        created, last_id = after
+        # The bound on created_at alone lets either database start the index walk there.
+        query = query.where(
+            Message.created_at <= created,
+            (Message.created_at < created) | (Message.id < last_id),
+        )
+    elif offset:
+        query = query.offset(offset)
+    key, descending = sort
+    column = SORT_COLUMNS[key]
+    # Newest first within a status; the id keeps equal times in one order from page to page.
+    first = column.desc() if descending else column.asc()
+    # By time, the time is not repeated: SQLite then sorted each run of equal times again.
+    then = (
+        [Message.id.desc()]
+        if key == "createdAt"
+        else [Message.created_at.desc(), Message.id.desc()]
+    )
+    return query.order_by(first, *then).limit(limit)
+
+
 async def page_of_messages(
     session: AsyncSession,
     project_id: str,
@@ -262,21 +377,30 @@ async def page_of_messages(
 ) -> list[Message]:
     """Up to ``limit`` matching messages in ``sort``'s order (a key of SORT_COLUMNS, and
     whether descending), after the (created_at, id) ``after`` or skipping ``offset``."""
-    query = _matching(select(Message), project_id, f)
-    if after is not None:
-        created, last_id = after
-        query = query.where(
-            (Message.created_at < created)
-            | ((Message.created_at == created) & (Message.id < last_id))
-        )
-    elif offset:
-        query = query.offset(offset)
-    key, descending = sort
-    column = SORT_COLUMNS[key]
-    # Newest first within a status; the id keeps equal times in one order from page to page.
-    first = column.desc() if descending else column.asc()
-    query = query.order_by(first, Message.created_at.desc(), Message.id.desc())
-    return list(await session.scalars(query.limit(limit)))
+    few = bool(f.channel) and await few_on_channel(session, project_id, f.channel or "")
+    query = page_query(
+        project_id, f, limit=limit, after=after, offset=offset, sort=sort, few_on_channel=few
+    )
+    return list(await session.scalars(query))
+
+
+async def few_on_channel(session: AsyncSession, project_id: str, channel: str) -> bool:
+    """Whether the project has at most FEW_ON_CHANNEL deliveries on ``channel`` (an index
+    range, read no further than that).
+
+    Walking the messages by time and probing each for the channel finds a page at once when
+    the channel is common, and reads the whole project when it is rare or unused (a channel
+    the project never sent on: 6 s at 1,000,000 messages on SQLite); starting from a rare
+    channel's deliveries is the other way round.
+    """
+    some = (
+        select(Delivery.channel)  # in the index: no table row is read
+        .where(Delivery.project_id == project_id, Delivery.channel == channel)
+        .limit(FEW_ON_CHANNEL + 1)
+        .subquery()
+    )
+    found = await session.scalar(select(func.count()).select_from(some))
+    return (found or 0) <= FEW_ON_CHANNEL
 
 
 async def count_messages(session: AsyncSession, project_id: str, f: MessageFilter) -> int:

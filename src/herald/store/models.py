@@ -10,6 +10,7 @@ from herald.store.senders import Sender
 from herald.store.short_links import LinkClick, ShortLink
 from herald.store.tasks import Task, TaskRow
 from herald.store.templates import Template, TemplateVersion
+from herald.store.users import IamSession, RefreshToken, SigningKey, SignInLink, User, WebSession
 
 __all__ = [
     "Attempt",
@@ -21,16 +22,22 @@ __all__ = [
     "Conversation",
     "ConversationMessage",
     "Delivery",
+    "IamSession",
     "IdempotentRequest",
     "LinkClick",
     "Message",
     "Project",
+    "RefreshToken",
     "Sender",
     "ShortLink",
+    "SignInLink",
+    "SigningKey",
     "StatusEvent",
     "Suppression",
     "Task",
     "TaskRow",
     "Template",
     "TemplateVersion",
+    "User",
+    "WebSession",
 ]

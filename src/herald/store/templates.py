@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.store.base import Base, UTCDateTime, new_id, utcnow
+from herald.store.users import User
 
 
 class Template(Base):
@@ -48,6 +49,10 @@ class TemplateVersion(Base):
     # [["HH:MM:SS", "HH:MM:SS"], ...]
     allowed_time_ranges: Mapped[list[list[str]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The user who saved this version; None when it came with an API key (no person).
+    created_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
 
 
 async def live_template(
@@ -84,14 +89,16 @@ async def add_version(
     allowed_time_ranges: list[list[str]],
     *,
     now: datetime,
+    created_by: str | None = None,
 ) -> TemplateVersion:
-    """Store ``template``'s current version with this content."""
+    """Store ``template``'s current version with this content, saved by ``created_by``."""
     version = TemplateVersion(
         template_id=template.id,
         version=template.current_version,
         channels=channels,
         allowed_time_ranges=allowed_time_ranges,
         created_at=now,
+        created_by=created_by,
     )
     session.add(version)
     await session.flush()
@@ -133,12 +140,14 @@ async def current_templates(
     return count or 0, [(template, version) for template, version in rows]
 
 
-async def versions_of(session: AsyncSession, template_id: str) -> list[TemplateVersion]:
-    """Every version of a template, newest first."""
-    return list(
-        await session.scalars(
-            select(TemplateVersion)
-            .where(TemplateVersion.template_id == template_id)
-            .order_by(TemplateVersion.version.desc())
-        )
+async def versions_of(
+    session: AsyncSession, template_id: str
+) -> list[tuple[TemplateVersion, str | None]]:
+    """Every version of a template, newest first, with the e-mail of the user who saved it."""
+    rows = await session.execute(
+        select(TemplateVersion, User.email)
+        .outerjoin(User, User.id == TemplateVersion.created_by)
+        .where(TemplateVersion.template_id == template_id)
+        .order_by(TemplateVersion.version.desc())
     )
+    return [(version, email) for version, email in rows]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field, StrictBool, StrictInt
 
-from herald.api.deps import HeraldDep, ProjectId
+from herald.api.deps import CallerUserId, HeraldDep, ProjectId
 from herald.api.query import Fields, ListFilter, Offset, Page, first_row, list_sort, twin_list
 from herald.api.responses import API, JSON_BODY, body, errors
 from herald.api.twin_lists import listed_response, sort_query
@@ -79,12 +79,12 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     responses=errors(API, JSON_BODY),
 )
 async def create_template(
-    payload: TemplateIn, herald: HeraldDep, project: ProjectId
+    payload: TemplateIn, herald: HeraldDep, project: ProjectId, user: CallerUserId
 ) -> dict[str, str]:
     """Every content field is compile-checked: a syntax error is a 422 with line and column."""
     async with herald.sessions() as session, session.begin():
         template = await service.create_template(
-            session, project, payload.fields(), now=herald.clock.now()
+            session, project, payload.fields(), now=herald.clock.now(), created_by=user
         )
     return {"id": template.id}
 
@@ -172,11 +172,15 @@ async def list_versions(template_id: str, herald: HeraldDep, project: ProjectId)
     responses=errors(API, JSON_BODY, 404),
 )
 async def update_template(
-    template_id: str, payload: TemplateIn, herald: HeraldDep, project: ProjectId
+    template_id: str,
+    payload: TemplateIn,
+    herald: HeraldDep,
+    project: ProjectId,
+    user: CallerUserId,
 ) -> dict[str, Any]:
     async with herald.sessions() as session, session.begin():
         return await service.update_template(
-            session, project, template_id, payload.fields(), now=herald.clock.now()
+            session, project, template_id, payload.fields(), now=herald.clock.now(), created_by=user
         )
 
 

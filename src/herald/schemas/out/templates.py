@@ -30,6 +30,9 @@ class VersionOut(OutModel):
     version: int
     current: bool
     created_at: Timestamp
+    created_by: str | None = Field(
+        description="The e-mail of the user who saved this version; null for an API key."
+    )
     variables: list[str]
 
 

@@ -191,6 +191,10 @@ class SheetReader:
         """Stop the reader process, finished or not."""
         if self._process.returncode is None:
             self._process.kill()
+        if self._process.stdout is not None:
+            # Read to the end: a pipe paused on a full buffer is never closed otherwise, and
+            # leaks (a ResourceWarning) when an import is stopped in the middle of a file.
+            await self._process.stdout.read()
         await self._process.wait()
 
 

@@ -88,9 +88,14 @@ def template_out(template: Template, version: TemplateVersion) -> dict[str, Any]
 
 
 async def create_template(
-    session: AsyncSession, project_id: str, fields: TemplateFields, *, now: datetime
+    session: AsyncSession,
+    project_id: str,
+    fields: TemplateFields,
+    *,
+    now: datetime,
+    created_by: str | None = None,
 ) -> Template:
-    """Validate and store a new template as its version 1."""
+    """Validate and store a new template as its version 1, saved by user ``created_by``."""
     problems = template_problems()
     name = check_name(fields.name, problems)
     channels = await off_loop(
@@ -107,7 +112,7 @@ async def create_template(
     )
     session.add(template)
     await session.flush()
-    await store.add_version(session, template, channels, ranges, now=now)
+    await store.add_version(session, template, channels, ranges, now=now, created_by=created_by)
     return template
 
 
@@ -118,6 +123,7 @@ async def update_template(
     fields: TemplateFields,
     *,
     now: datetime,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Store the edit as a new version; fields not given keep their current value."""
     template = await _live(session, project_id, template_id, lock=True)
@@ -138,7 +144,9 @@ async def update_template(
     template.name = name
     template.current_version += 1
     template.updated_at = now
-    version = await store.add_version(session, template, channels, ranges, now=now)
+    version = await store.add_version(
+        session, template, channels, ranges, now=now, created_by=created_by
+    )
     return template_out(template, version)
 
 
@@ -181,7 +189,8 @@ async def list_templates(
 
 
 async def list_versions(session: AsyncSession, project_id: str, template_id: str) -> dict[str, Any]:
-    """The template's versions, newest first."""
+    """The template's versions, newest first, each with who saved it (``createdBy``: the
+    user's e-mail, null when it came with an API key)."""
     template = await _live(session, project_id, template_id)
     rows = await store.versions_of(session, template.id)
     items = await off_loop(
@@ -190,9 +199,10 @@ async def list_versions(session: AsyncSession, project_id: str, template_id: str
                 "version": row.version,
                 "current": row.version == template.current_version,
                 "createdAt": row.created_at.isoformat(),
+                "createdBy": author,
                 "variables": variables_in(row.channels or {}),
             }
-            for row in rows
+            for row, author in rows
         ]
     )
     return {"count": len(rows), "items": items}
